@@ -1,0 +1,5 @@
+import sys
+
+from softmaxloss.cli import main
+
+sys.exit(main())

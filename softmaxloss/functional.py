@@ -1,0 +1,407 @@
+r"""Softmax cross-entropy with hand-written gradients, a drop-in for ``F.cross_entropy``.
+
+Notation, for one row ``n`` of logits ``x`` with ``C`` classes (the class dimension is moved
+last and every other dimension flattened into rows before any math):
+
+    lse_n  = log sum_c exp(x_nc)                  (log-sum-exp, computed stably)
+    p_nc   = exp(x_nc - lse_n)                    (softmax)
+    l_n    = sum_c q_nc (lse_n - x_nc)            (per-row loss, -sum_c q_nc log p_nc)
+    S_n    = sum_c q_nc
+
+where ``q`` is the (weighted, smoothed) target distribution of the row:
+
+    class indices t_n, label smoothing e, class weights w (ones when absent):
+        q_nc = [n kept] * ((1 - e) w_{t_n} [c = t_n] + (e / C) w_c)
+    class probabilities P_nc:
+        q_nc = w_c ((1 - e) P_nc + e / C)
+
+The gradient of ``l_n`` follows from d lse_n / d x_nc = p_nc:
+
+    d l_n / d x_nc = S_n p_nc - q_nc                (the seed's y - t, generalised)
+
+Reductions scale row ``n`` by ``r_n``: 1 (sum), g_n (none), 1 / D (mean) with
+``D = sum_n w_{t_n} [n kept]`` for class indices (as F.cross_entropy: the kept weight mass,
+NaN when every row is ignored) and ``D = rows`` for probabilities.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softmaxloss import _validate
+
+IMPLS = ("manual", "fused", "autograd", "torch")
+"""The values ``cross_entropy(..., impl=...)`` accepts."""
+
+_REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
+
+
+# ----------------------------------------------------------------------------------------
+# Shared pieces of math: each is plain tensor code, so the autograd twin reuses them.
+# ----------------------------------------------------------------------------------------
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16/bfloat16 are computed in float32 (PyTorch's 'opmath'), results cast back."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _index_rows(target, weight, ignore_index, smoothing, num_classes, dtype):
+    """Per-row target facts for class-index targets.
+
+    Returns ``t`` (ignored rows pointed at class 0), ``kept`` (1. or 0.), ``wt = w_{t_n} kept``,
+    ``S_n = (1 - e) wt_n + (e / C) sum(w) kept_n`` and ``D = sum_n wt_n``.
+    """
+    kept_b = target != ignore_index
+    t = torch.where(kept_b, target, 0).long()
+    kept = kept_b.to(dtype)
+    wt = kept if weight is None else weight[t] * kept
+    w_sum = num_classes if weight is None else weight.sum()
+    S = (1.0 - smoothing) * wt + (smoothing / num_classes) * w_sum * kept
+    return t, kept, wt, S, wt.sum()
+
+
+def _index_loss(x, lse, t, kept, wt, weight, smoothing):
+    """l_n = (1 - e) wt_n (lse_n - x_{n,t_n}) + (e / C) kept_n sum_c w_c (lse_n - x_nc)."""
+    loss = (1.0 - smoothing) * wt * (lse - x.gather(1, t[:, None]).squeeze(1))
+    if smoothing:
+        to_lse = lse[:, None] - x  # (M, C), every entry >= 0: no cancellation
+        smooth = to_lse.sum(1) if weight is None else to_lse @ weight
+        loss = loss + (smoothing / x.shape[1]) * kept * smooth
+    return loss
+
+
+def _index_grad_(p, t, kept, wt, weight, smoothing, scale, r):
+    """Turns ``p`` into the gradient in place: ``scale_n p_nc - r_n q_nc``.
+
+    With ``p`` the softmax and ``scale = r S`` this is r_n (S_n p_nc - q_nc).
+    """
+    p.mul_(scale[:, None])
+    #   - r_n (1 - e) w_{t_n}   at (n, t_n)
+    p.scatter_add_(1, t[:, None], (-(1.0 - smoothing) * wt * r)[:, None])
+    if smoothing:
+        #   - r_n (e / C) w_c   for every kept row
+        w_row = torch.ones_like(p[0]) if weight is None else weight
+        p.addcmul_((r * kept)[:, None], w_row[None, :], value=-smoothing / p.shape[1])
+    return p
+
+
+def _prob_rows(target, weight, smoothing, num_classes):
+    """q_nc = w_c ((1 - e) P_nc + e / C) and S_n = sum_c q_nc."""
+    q = target * (1.0 - smoothing) + smoothing / num_classes if smoothing else target
+    if weight is not None:
+        q = q * weight
+    return q, q.sum(1)
+
+
+def _row_dot(a, b):
+    """sum_c a_nc b_nc without an (M, C) temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
+def _reduce(loss_rows, reduction: str, denominator):
+    if reduction == "none":
+        return loss_rows
+    total = loss_rows.sum()
+    return total if reduction == "sum" else total / denominator
+
+
+def _row_scale(grad_output, code: int, denominator):
+    """r_n of the module docstring, from the incoming gradient."""
+    if code == 0:
+        return grad_output
+    return grad_output if code == 2 else grad_output / denominator
+
+
+# ----------------------------------------------------------------------------------------
+# manual: stable forward, backward recomputes softmax from the saved log-sum-exp.
+# ----------------------------------------------------------------------------------------
+class ManualCrossEntropy(torch.autograd.Function):
+    """Class-index targets. Forward saves x and lse; backward is one exp pass."""
+
+    @staticmethod
+    def forward(x, target, weight, ignore_index, code, smoothing):
+        t, kept, wt, S, D = _index_rows(
+            target, weight, ignore_index, smoothing, x.shape[1], x.dtype
+        )
+        lse = torch.logsumexp(x, 1)
+        loss_rows = _index_loss(x, lse, t, kept, wt, weight, smoothing)
+        return _reduce(loss_rows, ("none", "mean", "sum")[code], D), lse, t, kept, wt, S, D
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, _, weight, _, code, smoothing = inputs
+        _, lse, t, kept, wt, S, D = output
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(x, weight, lse, t, kept, wt, S, D)
+        ctx.code, ctx.smoothing = code, smoothing
+
+    @staticmethod
+    def backward(ctx, grad_output, *_):
+        x, weight, lse, t, kept, wt, S, D = ctx.saved_tensors
+        r = _row_scale(grad_output, ctx.code, D).expand_as(S)
+        p = (x - lse[:, None]).exp_()  # p = softmax(x)
+        grad = _index_grad_(p, t, kept, wt, weight, ctx.smoothing, r * S, r)
+        return grad, None, None, None, None, None
+
+
+class ManualCrossEntropyProb(torch.autograd.Function):
+    """Class-probability targets; the target gets a gradient too when it asks for one."""
+
+    @staticmethod
+    def forward(x, target, weight, code, smoothing):
+        q, S = _prob_rows(target, weight, smoothing, x.shape[1])
+        lse = torch.logsumexp(x, 1)
+        loss_rows = _row_dot(lse[:, None] - x, q)  # sum_c q_nc (lse_n - x_nc)
+        rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
+        return _reduce(loss_rows, ("none", "mean", "sum")[code], rows), lse, S, rows
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, weight, code, smoothing = inputs
+        _, lse, S, rows = output
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(x, target, weight, lse, S, rows)
+        ctx.code, ctx.smoothing = code, smoothing
+
+    @staticmethod
+    def backward(ctx, grad_output, *_):
+        x, target, weight, lse, S, rows = ctx.saved_tensors
+        r = _row_scale(grad_output, ctx.code, rows).expand_as(S)
+        q, _ = _prob_rows(target, weight, ctx.smoothing, x.shape[1])
+        log_p = x - lse[:, None]
+        grad_target = None
+        if ctx.needs_input_grad[1]:
+            # d l_n / d P_nc = -(1 - e) w_c log p_nc
+            w = 1.0 if weight is None else weight
+            grad_target = log_p * (-(1.0 - ctx.smoothing) * w) * r[:, None]
+        # d l_n / d x_nc = S_n p_nc - q_nc
+        grad = log_p.exp_().mul_((r * S)[:, None]).sub_(q * r[:, None])
+        return grad, grad_target, None, None, None
+
+
+# ----------------------------------------------------------------------------------------
+# fused: the gradient is built during the forward pass (one exp pass over the logits) and
+# saved; backward only scales it by grad_output.
+# ----------------------------------------------------------------------------------------
+class FusedCrossEntropy(torch.autograd.Function):
+    """Class-index or class-probability targets (``prob`` flag).
+
+    Memory: one logits-sized buffer ``g`` is allocated in forward (none with ``inplace``,
+    which reuses the logits' storage). Backward hands ``g`` itself to autograd when
+    grad_output is 1 for a reduced loss, so forward+backward peaks at one extra buffer.
+    """
+
+    @staticmethod
+    def forward(x, target, weight, ignore_index, code, smoothing, prob, inplace):
+        M, C = x.shape
+        m = x.amax(1, keepdim=True)
+        g = x.sub_(m) if inplace else x - m  # g = x - m <= 0
+        if prob:
+            q, S = _prob_rows(target, weight, smoothing, C)
+            shifted_dot = _row_dot(g, q)  # sum_c q_nc (x_nc - m_n)
+            D = x.new_tensor(float(M) if M else float("nan"))
+        else:
+            t, kept, wt, S, D = _index_rows(target, weight, ignore_index, smoothing, C, x.dtype)
+            shifted_dot = (1.0 - smoothing) * wt * g.gather(1, t[:, None]).squeeze(1)
+            if smoothing:
+                w_dot = g.sum(1) if weight is None else g @ weight
+                shifted_dot = shifted_dot + (smoothing / C) * kept * w_dot
+        s = g.exp_().sum(1)  # g = exp(x - m), s_n = sum_c g_nc
+        # l_n = sum_c q_nc (lse_n - x_nc) = S_n log s_n - sum_c q_nc (x_nc - m_n): both
+        # terms are >= 0, so no cancellation.
+        loss_rows = S * s.log() - shifted_dot
+        reduction = ("none", "mean", "sum")[code]
+        r = (1.0 / D if code == 1 else S.new_ones(())).expand_as(S)
+        # p = g / s, gradient = r_n (S_n p_nc - q_nc) = (r_n S_n / s_n) g_nc - r_n q_nc
+        if prob:
+            g.mul_((r * S / s)[:, None]).sub_(q * r[:, None])
+        else:
+            _index_grad_(g, t, kept, wt, weight, smoothing, r * S / s, r)
+        return _reduce(loss_rows, reduction, D), g
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
+        ctx.code, ctx.prob = inputs[4], inputs[6]
+
+    @staticmethod
+    def backward(ctx, grad_output, _):
+        (g,) = ctx.saved_tensors
+        if ctx.code == 0:
+            g = g * grad_output[:, None]
+        elif bool(grad_output != 1):  # 1 (a plain loss.backward()): hand over g itself
+            g = g * grad_output
+        return g, None, None, None, None, None, None, None
+
+
+# ----------------------------------------------------------------------------------------
+# Layout: (C,), (N, C) and (N, C, d1, ..., dk) inputs become (M, C) rows.
+# ----------------------------------------------------------------------------------------
+def _to_rows(input, target, spec):
+    if spec.unbatched:
+        return input.unsqueeze(0), target.unsqueeze(0)
+    if input.dim() == 2:
+        return input, target
+    C = spec.num_classes
+    x = input.movedim(1, -1).reshape(-1, C)
+    t = target.movedim(1, -1).reshape(-1, C) if spec.prob_target else target.reshape(-1)
+    return x, t
+
+
+def _from_rows(loss, input, spec, reduction):
+    if reduction != "none":
+        return loss
+    if spec.unbatched:
+        return loss.squeeze(0)
+    return loss.reshape(input.shape[0], *input.shape[2:])
+
+
+def _autograd_rows(x, t, weight, ignore_index, reduction, smoothing, prob):
+    """The same stable math as ``manual``'s forward, left to autograd."""
+    lse = torch.logsumexp(x, 1)
+    if prob:
+        q, _ = _prob_rows(t, weight, smoothing, x.shape[1])
+        rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
+        return _reduce(((lse[:, None] - x) * q).sum(1), reduction, rows)
+    ti, kept, wt, _, D = _index_rows(t, weight, ignore_index, smoothing, x.shape[1], x.dtype)
+    return _reduce(_index_loss(x, lse, ti, kept, wt, weight, smoothing), reduction, D)
+
+
+def _dispatch(input, target, weight, ignore_index, reduction, smoothing, impl, spec, inplace):
+    """Runs a validated call."""
+    if impl == "torch":
+        return F.cross_entropy(
+            input,
+            target,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=smoothing,
+        )
+    dtype = input.dtype
+    x, t = _to_rows(input, target, spec)
+    cdt = _compute_dtype(dtype)
+    if cdt != dtype:
+        x = x.to(cdt)
+        t = t.to(cdt) if spec.prob_target else t
+    w = None if weight is None else weight.to(cdt)
+    smoothing = float(smoothing)
+    code = _REDUCTION_CODES[reduction]
+    if impl == "autograd":
+        loss = _autograd_rows(x, t, w, ignore_index, reduction, smoothing, spec.prob_target)
+    elif impl == "manual" and spec.prob_target:
+        loss = ManualCrossEntropyProb.apply(x, t, w, code, smoothing)[0]
+    elif impl == "manual":
+        loss = ManualCrossEntropy.apply(x, t, w, ignore_index, code, smoothing)[0]
+    else:
+        if not inplace:
+            x = x.contiguous()
+        loss = FusedCrossEntropy.apply(
+            x, t, w, ignore_index, code, smoothing, spec.prob_target, inplace
+        )[0]
+    return _from_rows(loss.to(dtype), input, spec, reduction)
+
+
+def _check_inplace(input, impl, spec):
+    if impl != "fused":
+        raise ValueError(f"inplace=True needs impl='fused', got impl={impl!r}")
+    if input.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"inplace=True needs float32 or float64 input, got {input.dtype}")
+    if not (spec.unbatched or input.dim() == 2) or not input.is_contiguous():
+        raise ValueError(
+            f"inplace=True needs contiguous (N, C) or (C,) input, got shape "
+            f"{tuple(input.shape)} (contiguous={input.is_contiguous()})"
+        )
+    if input.is_leaf and input.requires_grad:
+        raise ValueError(
+            "inplace=True overwrites input with its gradient, so input must not be a leaf "
+            "that requires grad (its .grad would alias its data); pass the output of the "
+            "layer that produces the logits"
+        )
+
+
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    impl: str = "manual",
+    inplace: bool = False,
+):
+    """``torch.nn.functional.cross_entropy`` with a hand-written gradient.
+
+    Arguments, positions and results are those of ``F.cross_entropy`` (including the
+    deprecated ``size_average``/``reduce`` slots). Extra keyword-only arguments:
+
+    impl: ``"manual"`` (stable forward, hand-written backward), ``"fused"`` (gradient built
+        in forward, backward only scales it), ``"autograd"`` (the same forward, autograd's
+        gradient) or ``"torch"`` (``F.cross_entropy`` itself).
+    inplace: with ``impl="fused"``, write the gradient into ``input``'s storage instead of a
+        new buffer. ``input``'s values are destroyed. Its version counter is bumped, so any
+        autograd node that saved ``input`` (``tanh``, ``sigmoid``, ``exp``, ...) raises at
+        backward instead of reading garbage; a leaf input that requires grad is refused.
+
+    An all-ignored batch with ``reduction="mean"`` returns NaN, as F.cross_entropy does.
+    """
+    if size_average is not None or reduce is not None:
+        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    spec = _validate.check_all(input, target, weight, ignore_index, reduction, label_smoothing)
+    if inplace:
+        _check_inplace(input, impl, spec)
+    return _dispatch(
+        input, target, weight, ignore_index, reduction, label_smoothing, impl, spec, inplace
+    )
+
+
+class SoftmaxCrossEntropyLoss(nn.Module):
+    """``nn.CrossEntropyLoss`` twin: same constructor arguments, plus ``impl``/``inplace``."""
+
+    def __init__(
+        self,
+        weight=None,
+        size_average=None,
+        ignore_index: int = -100,
+        reduce=None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        impl: str = "manual",
+        inplace: bool = False,
+    ) -> None:
+        super().__init__()
+        if size_average is not None or reduce is not None:
+            reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        if reduction not in _validate.REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_validate.REDUCTIONS}, got {reduction!r}")
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.impl = impl
+        self.inplace = inplace
+
+    def forward(self, input, target):
+        return cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            impl=self.impl,
+            inplace=self.inplace,
+        )
+
+    def extra_repr(self) -> str:
+        return f"impl={self.impl!r}, reduction={self.reduction!r}"

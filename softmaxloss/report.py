@@ -1,0 +1,181 @@
+"""``python -m softmaxloss compare``: the seed's experiment, for every registered implementation.
+
+Defaults follow the seed: 3200 x 3200 standard-normal logits, targets ``arange(N) % C``.
+For each implementation in ``softmaxloss.IMPLEMENTATIONS`` it reports the loss, the loss and
+gradient errors in eps against the extended-precision reference, and the median forward and
+backward seconds (each backward timed on a fresh graph; CUDA synchronised), plus the seed's
+metric, the L1 distance between the ``manual`` and ``autograd`` gradients.
+
+JSON output never contains ``Infinity``/``NaN``: non-finite numbers are written as ``null``.
+An implementation that raises is reported with its error message, not dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def add_parser(sub):
+    p = sub.add_parser("compare", help="the seed's manual-vs-autograd experiment, every impl")
+    p.add_argument("--size", type=int, default=3200, help="rows N (default 3200)")
+    p.add_argument("--classes", type=int, default=None, help="classes C (default: N)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per impl (median)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the logits by this")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run)
+    return p
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time_impl(fn, x, target, repeats, device):
+    forward, backward = [], []
+    for _ in range(repeats):
+        xi = x.detach().clone().requires_grad_(True)
+        _sync(device)
+        t0 = time.perf_counter()
+        loss = fn(xi, target)
+        _sync(device)
+        t1 = time.perf_counter()
+        loss.backward()
+        _sync(device)
+        backward.append(time.perf_counter() - t1)
+        forward.append(t1 - t0)
+    return statistics.median(forward), statistics.median(backward)
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def compare(size=3200, classes=None, dtype="float32", device="cpu", seed=0, repeats=5, scale=1.0):
+    """Runs the experiment; returns the report as a dict of plain Python values."""
+    from softmaxloss import IMPLEMENTATIONS, grad_l1_distance, measure, reference_loss_and_grad
+
+    classes = size if classes is None else classes
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(size, classes, generator=gen, dtype=torch.float64) * scale).to(DTYPES[dtype])
+    target = torch.arange(size) % classes
+    x, target = x.to(device), target.to(device)
+    reference = reference_loss_and_grad(x, target)
+    out = {
+        "config": {
+            "size": size,
+            "classes": classes,
+            "dtype": dtype,
+            "device": device,
+            "seed": seed,
+            "repeats": repeats,
+            "scale": scale,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "reference_loss": float(reference[0]),
+        "loss": {},
+        "loss_error_eps": {},
+        "grad_error_eps": {},
+        "seconds": {},
+        "errors": {},
+    }
+    grads = {}
+    for name, fn in IMPLEMENTATIONS.items():
+        try:
+            report = measure(fn, x, target, reference)
+            fwd, bwd = _time_impl(fn, x, target, repeats, device)
+        except Exception as exc:  # one broken implementation must not hide the others
+            out["errors"][name] = f"{type(exc).__name__}: {exc}"
+            continue
+        grads[name] = report.grad
+        out["loss"][name] = report.loss
+        out["loss_error_eps"][name] = report.loss_error_eps
+        out["grad_error_eps"][name] = report.grad_error_eps
+        out["seconds"][name] = {"forward": fwd, "backward": bwd}
+    if "manual" in grads and "autograd" in grads:
+        out["grad_l1_distance"] = grad_l1_distance(grads["manual"], grads["autograd"])
+    else:
+        out["grad_l1_distance"] = math.nan
+    if "naive_manual" in grads and "naive_autograd" in grads:
+        out["naive_grad_l1_distance"] = grad_l1_distance(
+            grads["naive_manual"], grads["naive_autograd"]
+        )
+    return out
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, float):
+        return _finite_or_none(obj)
+    return obj
+
+
+def format_table(rep) -> str:
+    cfg = rep["config"]
+    lines = [
+        f"softmax cross-entropy, {cfg['size']}x{cfg['classes']} {cfg['dtype']} on "
+        f"{cfg['device']} (seed {cfg['seed']}, torch {cfg['torch']}, "
+        f"{cfg['threads']} threads, median of {cfg['repeats']})",
+        f"exact reference loss: {rep['reference_loss']:.17g}",
+        "",
+        f"{'impl':<16}{'loss':>22}{'loss err':>11}{'grad err':>11}{'forward':>12}{'backward':>12}",
+        f"{'':<16}{'':>22}{'(eps)':>11}{'(eps)':>11}{'(ms)':>12}{'(ms)':>12}",
+    ]
+    for name, loss in rep["loss"].items():
+        sec = rep["seconds"][name]
+        lines.append(
+            f"{name:<16}{loss:>22.17g}{rep['loss_error_eps'][name]:>11.3g}"
+            f"{rep['grad_error_eps'][name]:>11.3g}{sec['forward'] * 1e3:>12.2f}"
+            f"{sec['backward'] * 1e3:>12.2f}"
+        )
+    for name, err in rep["errors"].items():
+        lines.append(f"{name:<16}failed: {err}")
+    lines.append("")
+    lines.append(
+        f"L1 distance of gradients, manual vs autograd: {rep['grad_l1_distance']:.3g}"
+        + (
+            f"   (naive_manual vs naive_autograd: {rep['naive_grad_l1_distance']:.3g})"
+            if "naive_grad_l1_distance" in rep
+            else ""
+        )
+    )
+    sec = rep["seconds"]
+    if "manual" in sec and "autograd" in sec:
+        ratio = sec["autograd"]["backward"] / sec["manual"]["backward"]
+        lines.append(f"backward speed-up, manual over autograd: {ratio:.2f}x")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from softmaxloss.cli import UsageError
+
+    if args.size <= 0:
+        raise UsageError(f"--size must be a positive integer, got {args.size}")
+    if args.classes is not None and args.classes <= 0:
+        raise UsageError(f"--classes must be a positive integer, got {args.classes}")
+    if args.repeats <= 0:
+        raise UsageError(f"--repeats must be a positive integer, got {args.repeats}")
+    if not math.isfinite(args.scale):
+        raise UsageError(f"--scale must be finite, got {args.scale}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here")
+    rep = compare(
+        args.size, args.classes, args.dtype, args.device, args.seed, args.repeats, args.scale
+    )
+    if args.json:
+        print(json.dumps(_json_safe(rep), allow_nan=False))
+    else:
+        print(format_table(rep))
+    return 0

@@ -133,6 +133,7 @@ class ManualCrossEntropy(torch.autograd.Function):
         x, _, weight, _, code, smoothing = inputs
         _, lse, t, kept, wt, S, D = output
         ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero grads for the saved intermediates
         ctx.save_for_backward(x, weight, lse, t, kept, wt, S, D)
         ctx.code, ctx.smoothing = code, smoothing
 
@@ -161,6 +162,7 @@ class ManualCrossEntropyProb(torch.autograd.Function):
         x, target, weight, code, smoothing = inputs
         _, lse, S, rows = output
         ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero grads for the saved intermediates
         ctx.save_for_backward(x, target, weight, lse, S, rows)
         ctx.code, ctx.smoothing = code, smoothing
 
@@ -223,6 +225,7 @@ class FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zero grads for the saved intermediates
         ctx.save_for_backward(output[1])
         ctx.code, ctx.prob = inputs[4], inputs[6]
 

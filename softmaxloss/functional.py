@@ -81,9 +81,31 @@ def _index_grad_(p, t, kept, wt, weight, smoothing, scale, r):
     p.scatter_add_(1, t[:, None], (-(1.0 - smoothing) * wt * r)[:, None])
     if smoothing:
         #   - r_n (e / C) w_c   for every kept row
-        w_row = torch.ones_like(p[0]) if weight is None else weight
+        w_row = p.new_ones(p.shape[1]) if weight is None else weight
         p.addcmul_((r * kept)[:, None], w_row[None, :], value=-smoothing / p.shape[1])
     return p
+
+
+_CHUNK_BYTES = 4 << 20
+
+
+def _logsumexp_rows(x):
+    """lse_n = m_n + log s_n, s_n = sum_c exp(x_nc - m_n), m_n = max_c x_nc.
+
+    Rows are processed in chunks of about 4 MiB through one scratch buffer: the softmax of a
+    chunk is written there and ``max_c p_nc = exp(0) / s_n`` gives ``log s_n``. Unlike
+    ``torch.logsumexp`` this never allocates a logits-sized temporary (on these machines the
+    first touch of a fresh 40 MB buffer costs more than the arithmetic).
+    """
+    M, C = x.shape
+    lse = x.amax(1)
+    rows = max(1, _CHUNK_BYTES // max(1, C * x.element_size()))
+    scratch = x.new_empty(min(rows, M), C)
+    for i in range(0, M, rows):
+        chunk = x[i : i + rows]
+        p = torch._softmax(chunk, 1, False, out=scratch[: chunk.shape[0]])
+        lse[i : i + rows] -= p.amax(1).log_()
+    return lse
 
 
 def _prob_rows(target, weight, smoothing, num_classes):
@@ -124,7 +146,7 @@ class ManualCrossEntropy(torch.autograd.Function):
         t, kept, wt, S, D = _index_rows(
             target, weight, ignore_index, smoothing, x.shape[1], x.dtype
         )
-        lse = torch.logsumexp(x, 1)
+        lse = _logsumexp_rows(x)
         loss_rows = _index_loss(x, lse, t, kept, wt, weight, smoothing)
         return _reduce(loss_rows, ("none", "mean", "sum")[code], D), lse, t, kept, wt, S, D
 
@@ -152,7 +174,7 @@ class ManualCrossEntropyProb(torch.autograd.Function):
     @staticmethod
     def forward(x, target, weight, code, smoothing):
         q, S = _prob_rows(target, weight, smoothing, x.shape[1])
-        lse = torch.logsumexp(x, 1)
+        lse = _logsumexp_rows(x)
         loss_rows = _row_dot(lse[:, None] - x, q)  # sum_c q_nc (lse_n - x_nc)
         rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
         return _reduce(loss_rows, ("none", "mean", "sum")[code], rows), lse, S, rows
@@ -183,9 +205,14 @@ class ManualCrossEntropyProb(torch.autograd.Function):
 
 
 # ----------------------------------------------------------------------------------------
-# fused: the gradient is built during the forward pass (one exp pass over the logits) and
+# fused: the gradient is built during the forward pass (one softmax over the logits) and
 # saved; backward only scales it by grad_output.
 # ----------------------------------------------------------------------------------------
+def _softmax_into(g):
+    """softmax over dim 1, written into ``g`` itself (no new buffer)."""
+    return torch._softmax(g, 1, False, out=g)
+
+
 class FusedCrossEntropy(torch.autograd.Function):
     """Class-index or class-probability targets (``prob`` flag).
 
@@ -197,30 +224,38 @@ class FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(x, target, weight, ignore_index, code, smoothing, prob, inplace):
         M, C = x.shape
-        m = x.amax(1, keepdim=True)
-        g = x.sub_(m) if inplace else x - m  # g = x - m <= 0
+        m = x.amax(1)
         if prob:
             q, S = _prob_rows(target, weight, smoothing, C)
-            shifted_dot = _row_dot(g, q)  # sum_c q_nc (x_nc - m_n)
             D = x.new_tensor(float(M) if M else float("nan"))
         else:
             t, kept, wt, S, D = _index_rows(target, weight, ignore_index, smoothing, C, x.dtype)
-            shifted_dot = (1.0 - smoothing) * wt * g.gather(1, t[:, None]).squeeze(1)
-            if smoothing:
+        if prob or smoothing:  # sum_c q_nc (x_nc - m_n) needs a pass over the shifted logits
+            g = x.sub_(m[:, None]) if inplace else x - m[:, None]
+            if prob:
+                shifted_dot = _row_dot(g, q)
+            else:
                 w_dot = g.sum(1) if weight is None else g @ weight
+                shifted_dot = (1.0 - smoothing) * wt * g.gather(1, t[:, None]).squeeze(1)
                 shifted_dot = shifted_dot + (smoothing / C) * kept * w_dot
-        s = g.exp_().sum(1)  # g = exp(x - m), s_n = sum_c g_nc
+            g = _softmax_into(g)  # softmax is shift-invariant: softmax(x - m) = p
+        else:  # q_nc = wt_n [c = t_n]: sum_c q_nc (x_nc - m_n) = wt_n (x_{n,t_n} - m_n)
+            shifted_dot = wt * (x.gather(1, t[:, None]).squeeze(1) - m)
+            g = _softmax_into(x) if inplace else torch.softmax(x, 1)
+        # max_c p_nc = exp(m_n - m_n) / s_n = 1 / s_n, so log s_n = -log max_c p_nc; the max is
+        # >= 1/C (no underflow), and one read pass (amax) is cheaper than argmax + gather.
+        log_s = g.amax(1).log_().neg_()
         # l_n = sum_c q_nc (lse_n - x_nc) = S_n log s_n - sum_c q_nc (x_nc - m_n): both
         # terms are >= 0, so no cancellation.
-        loss_rows = S * s.log() - shifted_dot
-        reduction = ("none", "mean", "sum")[code]
+        loss_rows = S * log_s - shifted_dot
         r = (1.0 / D if code == 1 else S.new_ones(())).expand_as(S)
-        # p = g / s, gradient = r_n (S_n p_nc - q_nc) = (r_n S_n / s_n) g_nc - r_n q_nc
+        # gradient = r_n (S_n p_nc - q_nc)
         if prob:
-            g.mul_((r * S / s)[:, None]).sub_(q * r[:, None])
+            g.mul_((r * S)[:, None]).sub_(q * r[:, None])
         else:
-            _index_grad_(g, t, kept, wt, weight, smoothing, r * S / s, r)
-        return _reduce(loss_rows, reduction, D), g
+            _index_grad_(g, t, kept, wt, weight, smoothing, r * S, r)
+        # (autograd refuses to save an input returned as-is: hand back a view of it)
+        return _reduce(loss_rows, ("none", "mean", "sum")[code], D), g.view_as(g)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

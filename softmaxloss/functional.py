@@ -3,9 +3,13 @@ r"""Softmax cross-entropy with hand-written gradients, a drop-in for ``F.cross_e
 Notation, for one row ``n`` of logits ``x`` with ``C`` classes (the class dimension is moved
 last and every other dimension flattened into rows before any math):
 
-    lse_n  = log sum_c exp(x_nc)                  (log-sum-exp, computed stably)
-    p_nc   = exp(x_nc - lse_n)                    (softmax)
+    m_n    = max_c x_nc,  s_n = sum_c exp(x_nc - m_n)
+    lse_n  = m_n + log s_n                        (log-sum-exp, computed stably)
+    p_nc   = exp(x_nc - m_n) / s_n                (softmax)
     l_n    = sum_c q_nc (lse_n - x_nc)            (per-row loss, -sum_c q_nc log p_nc)
+           = sum_c q_nc ((m_n - x_nc) + log s_n)  (how it is evaluated: m - x >= 0 is exact
+                                                   to an ulp and log s_n is small, so large
+                                                   logits cost no precision)
     S_n    = sum_c q_nc
 
 where ``q`` is the (weighted, smoothed) target distribution of the row:
@@ -61,11 +65,14 @@ def _index_rows(target, weight, ignore_index, smoothing, num_classes, dtype):
     return t, kept, wt, S, wt.sum()
 
 
-def _index_loss(x, lse, t, kept, wt, weight, smoothing):
-    """l_n = (1 - e) wt_n (lse_n - x_{n,t_n}) + (e / C) kept_n sum_c w_c (lse_n - x_nc)."""
-    loss = (1.0 - smoothing) * wt * (lse - x.gather(1, t[:, None]).squeeze(1))
+def _index_loss(x, m, log_s, t, kept, wt, weight, smoothing):
+    """l_n = (1 - e) wt_n (lse_n - x_{n,t_n}) + (e / C) kept_n sum_c w_c (lse_n - x_nc).
+
+    with lse_n - x_nc evaluated as (m_n - x_nc) + log s_n (both terms >= 0).
+    """
+    loss = (1.0 - smoothing) * wt * ((m - x.gather(1, t[:, None]).squeeze(1)) + log_s)
     if smoothing:
-        to_lse = lse[:, None] - x  # (M, C), every entry >= 0: no cancellation
+        to_lse = (m[:, None] - x).add_(log_s[:, None])  # (M, C), every entry >= 0
         smooth = to_lse.sum(1) if weight is None else to_lse @ weight
         loss = loss + (smoothing / x.shape[1]) * kept * smooth
     return loss
@@ -89,8 +96,8 @@ def _index_grad_(p, t, kept, wt, weight, smoothing, scale, r):
 _CHUNK_BYTES = 4 << 20
 
 
-def _logsumexp_rows(x):
-    """lse_n = m_n + log s_n, s_n = sum_c exp(x_nc - m_n), m_n = max_c x_nc.
+def _max_log_sum_exp(x):
+    """``(m, log_s)``: m_n = max_c x_nc and log s_n = log sum_c exp(x_nc - m_n).
 
     Rows are processed in chunks of about 4 MiB through one scratch buffer: the softmax of a
     chunk is written there and ``max_c p_nc = exp(0) / s_n`` gives ``log s_n``. Unlike
@@ -98,14 +105,15 @@ def _logsumexp_rows(x):
     first touch of a fresh 40 MB buffer costs more than the arithmetic).
     """
     M, C = x.shape
-    lse = x.amax(1)
+    m = x.amax(1)
+    log_s = torch.empty_like(m)
     rows = max(1, _CHUNK_BYTES // max(1, C * x.element_size()))
     scratch = x.new_empty(min(rows, M), C)
     for i in range(0, M, rows):
         chunk = x[i : i + rows]
         p = torch._softmax(chunk, 1, False, out=scratch[: chunk.shape[0]])
-        lse[i : i + rows] -= p.amax(1).log_()
-    return lse
+        torch.neg(p.amax(1).log_(), out=log_s[i : i + rows])  # max_c p_nc = 1 / s_n
+    return m, log_s
 
 
 def _prob_rows(target, weight, smoothing, num_classes):
@@ -128,6 +136,11 @@ def _reduce(loss_rows, reduction: str, denominator):
     return total if reduction == "sum" else total / denominator
 
 
+def _kept_rows(r, kept):
+    """Ignored rows scale by 0, not by 0 * (1 / D) = NaN when every row is ignored (as F)."""
+    return torch.where(kept > 0, r, 0.0)
+
+
 def _row_scale(grad_output, code: int, denominator):
     """r_n of the module docstring, from the incoming gradient."""
     if code == 0:
@@ -139,31 +152,31 @@ def _row_scale(grad_output, code: int, denominator):
 # manual: stable forward, backward recomputes softmax from the saved log-sum-exp.
 # ----------------------------------------------------------------------------------------
 class ManualCrossEntropy(torch.autograd.Function):
-    """Class-index targets. Forward saves x and lse; backward is one exp pass."""
+    """Class-index targets. Forward keeps only per-row numbers; backward recomputes p."""
 
     @staticmethod
     def forward(x, target, weight, ignore_index, code, smoothing):
         t, kept, wt, S, D = _index_rows(
             target, weight, ignore_index, smoothing, x.shape[1], x.dtype
         )
-        lse = _logsumexp_rows(x)
-        loss_rows = _index_loss(x, lse, t, kept, wt, weight, smoothing)
-        return _reduce(loss_rows, ("none", "mean", "sum")[code], D), lse, t, kept, wt, S, D
+        m, log_s = _max_log_sum_exp(x)
+        loss_rows = _index_loss(x, m, log_s, t, kept, wt, weight, smoothing)
+        return _reduce(loss_rows, ("none", "mean", "sum")[code], D), t, kept, wt, S, D
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, _, weight, _, code, smoothing = inputs
-        _, lse, t, kept, wt, S, D = output
+        _, t, kept, wt, S, D = output
         ctx.mark_non_differentiable(*output[1:])
         ctx.set_materialize_grads(False)  # no zero grads for the saved intermediates
-        ctx.save_for_backward(x, weight, lse, t, kept, wt, S, D)
+        ctx.save_for_backward(x, weight, t, kept, wt, S, D)
         ctx.code, ctx.smoothing = code, smoothing
 
     @staticmethod
     def backward(ctx, grad_output, *_):
-        x, weight, lse, t, kept, wt, S, D = ctx.saved_tensors
-        r = _row_scale(grad_output, ctx.code, D).expand_as(S)
-        p = (x - lse[:, None]).exp_()  # p = softmax(x)
+        x, weight, t, kept, wt, S, D = ctx.saved_tensors
+        r = _kept_rows(_row_scale(grad_output, ctx.code, D).expand_as(S), kept)
+        p = torch.softmax(x, 1)  # exp(x - m) / s: the max shift keeps large logits exact
         grad = _index_grad_(p, t, kept, wt, weight, ctx.smoothing, r * S, r)
         return grad, None, None, None, None, None
 
@@ -174,33 +187,33 @@ class ManualCrossEntropyProb(torch.autograd.Function):
     @staticmethod
     def forward(x, target, weight, code, smoothing):
         q, S = _prob_rows(target, weight, smoothing, x.shape[1])
-        lse = _logsumexp_rows(x)
-        loss_rows = _row_dot(lse[:, None] - x, q)  # sum_c q_nc (lse_n - x_nc)
+        m, log_s = _max_log_sum_exp(x)
+        # sum_c q_nc (lse_n - x_nc) = sum_c q_nc (m_n - x_nc) + S_n log s_n
+        loss_rows = _row_dot(m[:, None] - x, q) + S * log_s
         rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
-        return _reduce(loss_rows, ("none", "mean", "sum")[code], rows), lse, S, rows
+        return _reduce(loss_rows, ("none", "mean", "sum")[code], rows), S, rows
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, target, weight, code, smoothing = inputs
-        _, lse, S, rows = output
+        _, S, rows = output
         ctx.mark_non_differentiable(*output[1:])
         ctx.set_materialize_grads(False)  # no zero grads for the saved intermediates
-        ctx.save_for_backward(x, target, weight, lse, S, rows)
+        ctx.save_for_backward(x, target, weight, S, rows)
         ctx.code, ctx.smoothing = code, smoothing
 
     @staticmethod
     def backward(ctx, grad_output, *_):
-        x, target, weight, lse, S, rows = ctx.saved_tensors
+        x, target, weight, S, rows = ctx.saved_tensors
         r = _row_scale(grad_output, ctx.code, rows).expand_as(S)
         q, _ = _prob_rows(target, weight, ctx.smoothing, x.shape[1])
-        log_p = x - lse[:, None]
         grad_target = None
         if ctx.needs_input_grad[1]:
             # d l_n / d P_nc = -(1 - e) w_c log p_nc
             w = 1.0 if weight is None else weight
-            grad_target = log_p * (-(1.0 - ctx.smoothing) * w) * r[:, None]
+            grad_target = torch.log_softmax(x, 1) * (-(1.0 - ctx.smoothing) * w) * r[:, None]
         # d l_n / d x_nc = S_n p_nc - q_nc
-        grad = log_p.exp_().mul_((r * S)[:, None]).sub_(q * r[:, None])
+        grad = torch.softmax(x, 1).mul_((r * S)[:, None]).sub_(q * r[:, None])
         return grad, grad_target, None, None, None
 
 
@@ -253,6 +266,7 @@ class FusedCrossEntropy(torch.autograd.Function):
         if prob:
             g.mul_((r * S)[:, None]).sub_(q * r[:, None])
         else:
+            r = _kept_rows(r, kept)
             _index_grad_(g, t, kept, wt, weight, smoothing, r * S, r)
         # (autograd refuses to save an input returned as-is: hand back a view of it)
         return _reduce(loss_rows, ("none", "mean", "sum")[code], D), g.view_as(g)
@@ -297,14 +311,21 @@ def _from_rows(loss, input, spec, reduction):
 
 
 def _autograd_rows(x, t, weight, ignore_index, reduction, smoothing, prob):
-    """The same stable math as ``manual``'s forward, left to autograd."""
-    lse = torch.logsumexp(x, 1)
+    """The same stable math as ``manual``'s forward, left to autograd.
+
+    ``m`` is detached: l_n does not depend on it (d/dm [(m - x) + log sum exp(x - m)] = 0).
+    """
+    m = x.detach().amax(1)
+    log_s = torch.logsumexp(x - m[:, None], 1)
     if prob:
         q, _ = _prob_rows(t, weight, smoothing, x.shape[1])
         rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
-        return _reduce(((lse[:, None] - x) * q).sum(1), reduction, rows)
+        to_lse = (m[:, None] - x) + log_s[:, None]
+        return _reduce((to_lse * q).sum(1), reduction, rows)
     ti, kept, wt, _, D = _index_rows(t, weight, ignore_index, smoothing, x.shape[1], x.dtype)
-    return _reduce(_index_loss(x, lse, ti, kept, wt, weight, smoothing), reduction, D)
+    loss_rows = _index_loss(x, m, log_s, ti, kept, wt, weight, smoothing)
+    # autograd would scale ignored rows by 0 * (1 / D) = NaN when D = 0; F gives them 0
+    return _reduce(torch.where(kept > 0, loss_rows, 0.0), reduction, D)
 
 
 def _dispatch(input, target, weight, ignore_index, reduction, smoothing, impl, spec, inplace):

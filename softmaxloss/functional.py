@@ -140,6 +140,7 @@ class ManualCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output, *_):
         x, weight, lse, t, kept, wt, S, D = ctx.saved_tensors
         r = _row_scale(grad_output, ctx.code, D).expand_as(S)
+        r = torch.where(kept > 0, r, 0.0)  # ignored rows: 0, not 0 * (1 / 0) (F's zeros)
         p = (x - lse[:, None]).exp_()  # p = softmax(x)
         grad = _index_grad_(p, t, kept, wt, weight, ctx.smoothing, r * S, r)
         return grad, None, None, None, None, None
@@ -217,6 +218,7 @@ class FusedCrossEntropy(torch.autograd.Function):
         if prob:
             g.mul_((r * S / s)[:, None]).sub_(q * r[:, None])
         else:
+            r = torch.where(kept > 0, r, 0.0)  # ignored rows: 0 even when D = 0 (as F)
             _index_grad_(g, t, kept, wt, weight, smoothing, r * S / s, r)
         return _reduce(loss_rows, reduction, D), g
 
@@ -266,7 +268,9 @@ def _autograd_rows(x, t, weight, ignore_index, reduction, smoothing, prob):
         rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
         return _reduce(((lse[:, None] - x) * q).sum(1), reduction, rows)
     ti, kept, wt, _, D = _index_rows(t, weight, ignore_index, smoothing, x.shape[1], x.dtype)
-    return _reduce(_index_loss(x, lse, ti, kept, wt, weight, smoothing), reduction, D)
+    loss_rows = _index_loss(x, lse, ti, kept, wt, weight, smoothing)
+    # where: autograd gives ignored rows 0, not 0 * (1 / D) = NaN when D = 0 (as F)
+    return _reduce(torch.where(kept > 0, loss_rows, 0.0), reduction, D)
 
 
 def _dispatch(input, target, weight, ignore_index, reduction, smoothing, impl, spec, inplace):

@@ -359,6 +359,11 @@ def cross_entropy(
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     spec = _validate.check_all(input, target, weight, ignore_index, reduction, label_smoothing)
+    if impl == "fused" and spec.prob_target and target.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            "impl='fused' gives no gradient with respect to target, but target requires grad; "
+            "use impl='manual' (or detach target)"
+        )
     if inplace:
         _check_inplace(input, impl, spec)
     return _dispatch(

@@ -7,15 +7,22 @@ Nothing here calls the code under test; every expected number comes from ``F`` i
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import settings
 
 # Every tensor here is tiny: intra-op threads only add OpenMP spin/wake-up cost (10x slower
 # on this shared 2-core machine), so the suite runs single-threaded.
 torch.set_num_threads(1)
+
+# CI (CI=true): the same hypothesis examples on every run, no example database writes.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -8,6 +8,7 @@ eps (conftest.tolerance).
 
 from __future__ import annotations
 
+import os
 import warnings
 import zlib
 
@@ -97,7 +98,7 @@ def check_parity(impl, x, t, opts, reduction, gen, target_grad=False, call=None)
     wmax = 1.0 if opts["weight"] is None else float(opts["weight"].abs().max())
     xmax = max(1.0, float(x.double().abs().max()))
     loss_floor = wmax * xmax * (rows if reduction == "sum" else 1)
-    grad_floor = 1e-2 * float(go.double().abs().max()) * wmax / rows
+    grad_floor = 0.1 * float(go.double().abs().max()) * wmax / rows
     assert_normwise(loss, ref_loss, tol, f"{impl} loss", loss_floor)
     assert_normwise(grads[0], ref_gx, tol, f"{impl} grad wrt input", grad_floor)
     assert grads[0].dtype == x.dtype
@@ -308,7 +309,7 @@ def cases(draw):
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 150)), deadline=None)
 @given(cases())
 def test_parity_random_shapes_and_options(case):
     case = dict(case)

@@ -174,6 +174,8 @@ class ManualCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, *_):
+        if grad_output is None:  # the loss took no part in what is differentiated
+            return (None,) * len(ctx.needs_input_grad)
         x, weight, t, kept, wt, S, D = ctx.saved_tensors
         r = _kept_rows(_row_scale(grad_output, ctx.code, D).expand_as(S), kept)
         p = torch.softmax(x, 1)  # exp(x - m) / s: the max shift keeps large logits exact
@@ -204,6 +206,8 @@ class ManualCrossEntropyProb(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, *_):
+        if grad_output is None:  # the loss took no part in what is differentiated
+            return (None,) * len(ctx.needs_input_grad)
         x, target, weight, S, rows = ctx.saved_tensors
         r = _row_scale(grad_output, ctx.code, rows).expand_as(S)
         q, _ = _prob_rows(target, weight, ctx.smoothing, x.shape[1])
@@ -280,6 +284,8 @@ class FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, _):
+        if grad_output is None:  # the loss took no part in what is differentiated
+            return (None,) * len(ctx.needs_input_grad)
         (g,) = ctx.saved_tensors
         if ctx.code == 0:
             g = g * grad_output[:, None]
@@ -414,6 +420,11 @@ def cross_entropy(
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     spec = _validate.check_all(input, target, weight, ignore_index, reduction, label_smoothing)
+    if impl == "fused" and spec.prob_target and target.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            "impl='fused' gives no gradient with respect to target, but target requires grad; "
+            "use impl='manual' (or detach target)"
+        )
     if inplace:
         _check_inplace(input, impl, spec)
     return _dispatch(

@@ -509,7 +509,11 @@ def format_table(rows, impl_names) -> str:
             f"{dtype}, logit scale {sel[0]['logit_scale']:g}: gradient differences in eps "
             f"(A~B: twin impls; others: vs exact)"
         )
-        lines.append(f"{'depth':>5} {'layer':>7} " + "".join(f"{h:>14}" for h in heads))
+        widths = [max(10, len(h) + 2) for h in heads]
+        lines.append(
+            f"{'depth':>5} {'layer':>7}"
+            + "".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
+        )
         for depth in dict.fromkeys(r["depth"] for r in sel):
             for r in sel:
                 if r["depth"] != depth or r["layer"] not in ("logits", str(depth + 1), "1"):
@@ -517,8 +521,10 @@ def format_table(rows, impl_names) -> str:
                 label = {"logits": "logits", str(depth + 1): "output", "1": "first"}[r["layer"]]
                 if r["layer"] == "1" and depth == 0:
                     continue
-                vals = "".join(f"{_fmt(r.get(c)):>14}" for c in pairs + impls)
-                lines.append(f"{depth:>5} {label:>7} {vals}")
+                vals = "".join(
+                    f"{_fmt(r.get(c)):>{w}}" for c, w in zip(pairs + impls, widths, strict=True)
+                )
+                lines.append(f"{depth:>5} {label:>7}{vals}")
         lines.append("")
     return "\n".join(lines).rstrip()
 

@@ -564,7 +564,10 @@ def run(args) -> int:
         dataset = load(args.dataset, args.data_dir, args.seed)
     except DataError as exc:
         raise UsageError(str(exc)) from None
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out!r} cannot be created: {exc.strerror}") from None
     impl_names = list(IMPLEMENTATIONS)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible sums whatever the core count; the nets are small

@@ -71,5 +71,7 @@ torch-versions: asv-machine
 site: bench-deps
 	$(ASV) publish
 
-preview: bench-deps
-	$(ASV) preview
+# asv preview binds 0.0.0.0 (no --host option): serve the published site on 127.0.0.1 only.
+PORT ?= 8080
+preview: site
+	$(PYTHON) -m http.server --bind 127.0.0.1 --directory .asv/html $(PORT)

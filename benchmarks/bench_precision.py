@@ -13,7 +13,6 @@ are computed once per environment in ``setup_cache``.
 """
 
 import softmaxloss
-
 from benchmarks.common import DEVICES, IMPLS, make_inputs, prepare
 
 CASES = {

@@ -3,8 +3,9 @@
 ``python tools/asv_machine.py name``: the host name, plus ``-cuda-<gpu>`` when nvidia-smi
 reports a GPU (CUDA results must not mix with CPU-only results of the same host).
 ``python tools/asv_machine.py launch``: ``--launch-method spawn`` on a CUDA host (CUDA
-cannot be re-initialised in a forked child), nothing otherwise: spawn costs ~1 s per
-benchmark process here, so CPU runs keep asv's default (forkserver).
+cannot be re-initialised in a forked child), nothing otherwise: CPU runs keep the
+``launch_method`` of asv.conf.json, forkserver (spawn, asv 0.6.6's "auto", costs ~1 s per
+benchmark process here).
 The GPU is detected with nvidia-smi, not torch: the benchmarked torch lives in asv's
 environment, not in the interpreter running make.
 """

@@ -21,11 +21,12 @@ format:
 	$(PYTHON) -m ruff check --fix .
 
 # ---- asv suite (README "Benchmarks (asv)") ---------------------------------------------
-# FACTOR: the gate's ratio for speed, memory and precision (track_) regressions.
+# FACTOR: the gate's ratio for speed, memory and precision (track_) regressions. 2.0: on this
+# shared 2-core machine 1.5 raised false alarms (1.7x on same code); a 3x slowdown reads 3.2x.
 # GATE_BENCH: the gate's selection: every benchmark of the time/memory/precision modules
 # except the Slow* classes (vocabulary-sized and float64 timings).
 ASV ?= $(PYTHON) -m asv
-FACTOR ?= 1.5
+FACTOR ?= 2.0
 GATE_BENCH ?= ^bench_(time|memory|precision)\.(?!Slow)
 TV_CONFIG ?= asv.torch-versions.conf.json
 TV_BASE ?= 2.13.0

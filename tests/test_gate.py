@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import common  # noqa: E402
+from tools import torch_versions  # noqa: E402
 
 TIME_BENCH = "bench_time.TimeSoftmaxLoss.time_forward_backward"
 PREC_BENCH = "bench_precision.PrecisionSoftmaxLoss.track_grad_error"
@@ -102,6 +103,16 @@ GIT_ID = {
     "GIT_AUTHOR_EMAIL": "gate@example.invalid",
     "GIT_COMMITTER_EMAIL": "gate@example.invalid",
 }
+
+
+def test_torch_version_ratios_flag_only_regressions_measured_under_both():
+    base = {("t", "a"): 1.0, ("t", "b"): 2.0, ("e", "c"): 1.0, ("t", "gone"): 1.0}
+    other = {("t", "a"): 2.5, ("t", "b"): 1.0, ("e", "c"): None, ("t", "new"): 9.0}
+    rows = torch_versions.compare(base, other, factor=2.0)
+    assert [(r[0], r[1], r[4], r[5]) for r in rows] == [
+        ("t", "a", 2.5, True),
+        ("t", "b", 0.5, False),
+    ]
 
 
 def _git(repo, *args):

@@ -1,0 +1,1 @@
+"""asv benchmarks for softmaxloss (speed, memory, precision); see benchmarks/common.py."""

@@ -1,0 +1,135 @@
+"""Shared grids, data makers and device helpers of the asv suite.
+
+Conventions (numpy's and scipy's suites):
+
+* ``params`` never depend on the hardware or on the commit being measured. ``IMPLS`` is a
+  fixed list of implementation names, optional ones included (``compiled``, ``triton``).
+  Implementations are looked up in ``softmaxloss.IMPLEMENTATIONS`` inside ``setup``, never
+  imported: a name the measured commit does not register (an older commit, no GPU, no
+  compiler) raises ``NotImplementedError`` (asv: skipped), never ``KeyError``, so
+  ``asv continuous`` between an old and a new commit still prints its table.
+* Combinations that cannot run raise ``NotImplementedError`` in ``setup``: ``cuda`` without
+  ``torch.cuda.is_available()``, and any implementation that raises ``TypeError`` for the
+  dtype (the naive pair on bfloat16). Any other error fails that implementation's own
+  benchmarks only.
+* ``size`` is ``"ROWSxCLASSES"``. Inputs are drawn from a fixed seed, so every run and every
+  commit sees the same numbers.
+* One intra-op thread (``torch.set_num_threads(1)``, set in every ``setup``): on a shared
+  2-core machine multi-threaded timings are mostly scheduler noise.
+* ``setup`` must stay cheap: asv_runner re-runs ``setup`` before *every* timed sample and
+  forces ``number = 1`` when a benchmark has a setup. Inputs therefore come from a small
+  per-process cache (``make_inputs``); only the first sample pays for drawing them.
+* CUDA: every timed call ends with ``sync()`` (``torch.cuda.synchronize``), so the wall clock
+  covers the kernels; ``make bench`` runs CUDA machines with ``--launch-method spawn`` (asv's
+  default elsewhere) and puts the GPU's name in the machine name (tools/asv_machine.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+IMPLS = [
+    "naive_manual",
+    "naive_autograd",
+    "manual",
+    "autograd",
+    "fused",
+    "torch",
+    # Optional: measured when the commit registers them, skipped otherwise.
+    "compiled",
+    "triton",
+]
+
+# rows x classes. Gate grid: a small case, the seed's 3200x3200, an ImageNet-classifier shape.
+SIZES = ["128x100", "3200x3200", "1024x1000"]
+# Vocabulary-sized (language-model head): in the Slow* classes, excluded from `make gate`.
+SIZES_VOCAB = ["512x32000"]
+DTYPES = ["float32", "bfloat16"]
+DTYPES_SLOW = ["float32", "float64"]
+DEVICES = ["cpu", "cuda"]
+
+PARAM_NAMES = ["impl", "size", "dtype", "device"]
+
+SEED = 1234
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    rows, classes = size.split("x")
+    return int(rows), int(classes)
+
+
+def require_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotImplementedError("cuda: torch.cuda.is_available() is False")
+    if device not in ("cpu", "cuda"):
+        raise NotImplementedError(f"unknown device {device!r}")
+
+
+def sync(device: str) -> None:
+    """Waits for queued kernels (CUDA); a no-op on CPU."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def get_impl(name: str):
+    """The registered callable, or NotImplementedError if this commit does not register it."""
+    import softmaxloss
+
+    registry = getattr(softmaxloss, "IMPLEMENTATIONS", {})
+    if name not in registry:
+        raise NotImplementedError(f"{name!r} is not in softmaxloss.IMPLEMENTATIONS here")
+    return registry[name]
+
+
+def fix_threads() -> None:
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+@functools.lru_cache(maxsize=4)
+def make_inputs(size: str, dtype: str, device: str, scale: str = "normal"):
+    """Seeded ``(logits, target)``; cached per process so that ``setup`` stays cheap.
+
+    ``scale``: ``"normal"`` standard normal; ``"large"`` each row scaled by a magnitude
+    log-uniform in [1e2, 1e4] (where the naive formula overflows).
+    """
+    rows, classes = parse_size(size)
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randn(rows, classes, generator=gen, dtype=torch.float32)
+    if scale == "large":
+        exponent = torch.rand(rows, 1, generator=gen, dtype=torch.float64) * 2 + 2
+        x = (x.double() * 10.0**exponent).float()
+    target = torch.randint(0, classes, (rows,), generator=gen)
+    return x.to(device=device, dtype=getattr(torch, dtype)), target.to(device)
+
+
+def prepare(impl: str, size: str, dtype: str, device: str, scale: str = "normal"):
+    """Common setup: device check, thread count, registry lookup, dtype probe, inputs.
+
+    Returns ``(fn, logits, target)``. The probe runs the implementation on two rows so that
+    an unsupported dtype (``TypeError``) becomes a skip; other errors propagate (a broken
+    implementation fails its own benchmarks).
+    """
+    require_device(device)
+    fix_threads()
+    fn = get_impl(impl)
+    logits, target = make_inputs(size, dtype, device, scale)
+    try:
+        fn(logits[:2].detach().requires_grad_(True), target[:2])
+    except TypeError as exc:
+        raise NotImplementedError(f"{impl} does not support {dtype}: {exc}") from exc
+    return fn, logits, target
+
+
+class Benchmark:
+    """Base class: the shared parameter grid of speed benchmarks (gate-sized)."""
+
+    params = [IMPLS, SIZES, DTYPES, DEVICES]
+    param_names = PARAM_NAMES
+    # Per round at least 4 samples (asv's statistics need >= ~8 per side over the 2 rounds to
+    # call a difference significant), at most 10 or ~1 s; a stuck implementation hits timeout.
+    repeat = (4, 10, 1.0)
+    rounds = 2
+    timeout = 120

@@ -1,0 +1,54 @@
+"""Prints asv's machine name and launch options for this host (used by the Makefile).
+
+``python tools/asv_machine.py name``: the host name, plus ``-cuda-<gpu>`` when nvidia-smi
+reports a GPU (CUDA results must not mix with CPU-only results of the same host).
+``python tools/asv_machine.py launch``: ``--launch-method spawn`` on a CUDA host (CUDA
+cannot be re-initialised in a forked child), nothing otherwise: CPU runs keep the
+``launch_method`` of asv.conf.json, forkserver (spawn, asv 0.6.6's "auto", costs ~1 s per
+benchmark process here).
+The GPU is detected with nvidia-smi, not torch: the benchmarked torch lives in asv's
+environment, not in the interpreter running make.
+"""
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+
+def gpu_name() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    return names[0] if names else None
+
+
+def main(argv: list[str]) -> int:
+    what = argv[1] if len(argv) > 1 else "name"
+    gpu = gpu_name()
+    if what == "name":
+        name = socket.gethostname().split(".")[0] or "localhost"
+        if gpu:
+            name += "-cuda-" + re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
+        print(name)
+    elif what == "launch":
+        print("--launch-method spawn" if gpu else "")
+    else:
+        print(f"usage: {argv[0]} name|launch", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -20,8 +20,9 @@ Conventions (numpy's and scipy's suites):
   forces ``number = 1`` when a benchmark has a setup. Inputs therefore come from a small
   per-process cache (``make_inputs``); only the first sample pays for drawing them.
 * CUDA: every timed call ends with ``sync()`` (``torch.cuda.synchronize``), so the wall clock
-  covers the kernels; ``make bench`` runs CUDA machines with ``--launch-method spawn`` (asv's
-  default elsewhere) and puts the GPU's name in the machine name (tools/asv_machine.py).
+  covers the kernels; ``make bench`` runs CUDA machines with ``--launch-method spawn`` (the
+  config's forkserver elsewhere) and puts the GPU's name in the machine name
+  (tools/asv_machine.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ process's peak resident set (``VmHWM``, reset just before) over a forward+backwa
 units of one logits buffer, after a warm-up on a small input so lazily loaded code does not
 count.
 
-Not an asv benchmark module: asv collects only ``time_``/``peakmem_``/``track_`` names, and
+Not an asv benchmark module: it defines no ``time_``/``peakmem_``/``track_`` names, and
 everything here runs under ``if __name__ == "__main__"``.
 """
 
@@ -58,7 +58,7 @@ def _one_run(fn, x, target):
     return t1 - t0, t2 - t1
 
 
-def time_all(impls, rows, classes, dtype, repeats):
+def measure_times(impls, rows, classes, dtype, repeats):
     x, target = _data(rows, classes, dtype)
     runs = {name: [] for name in impls}
     for name, fn in impls.items():  # warm-up, and drop what cannot run here
@@ -127,7 +127,7 @@ def _ratio(a, b):
 
 def report(rows, classes, dtype, repeats, memory) -> dict:
     impls = _impls()
-    times = time_all(impls, rows, classes, DTYPES[dtype], repeats)
+    times = measure_times(impls, rows, classes, DTYPES[dtype], repeats)
     peaks = {n: peak_extra(n, rows, classes, dtype) for n in impls} if memory else {}
     print(f"\n{rows}x{classes} {dtype}, {torch.get_num_threads()} threads, median of {repeats}")
     print(f"{'impl':<18}{'forward ms':>12}{'backward ms':>13}{'fwd+bwd ms':>12}{'peak extra':>12}")

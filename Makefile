@@ -12,7 +12,7 @@ install:
 test: install
 	$(PYTHON) -m pytest
 
-lint:
+lint: install
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m ruff check .
 

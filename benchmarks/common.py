@@ -9,9 +9,10 @@ Conventions (numpy's and scipy's suites):
   compiler) raises ``NotImplementedError`` (asv: skipped), never ``KeyError``, so
   ``asv continuous`` between an old and a new commit still prints its table.
 * Combinations that cannot run raise ``NotImplementedError`` in ``setup``: ``cuda`` without
-  ``torch.cuda.is_available()``, and any implementation that raises ``TypeError`` for the
-  dtype (the naive pair on bfloat16). Any other error fails that implementation's own
-  benchmarks only.
+  ``torch.cuda.is_available()``, and any implementation that raises
+  ``softmaxloss.UnsupportedDtypeError`` for the dtype (the naive pair on bfloat16); any other
+  error, a plain ``TypeError`` included, fails that implementation's own benchmarks only,
+  where the gate sees it.
 * ``size`` is ``"ROWSxCLASSES"``. Inputs are drawn from a fixed seed, so every run and every
   commit sees the same numbers.
 * One intra-op thread (``torch.set_num_threads(1)``, set in every ``setup``): on a shared
@@ -74,6 +75,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _unsupported():
+    """The error that means 'this dtype is not supported' (a skip); any other is a failure.
+
+    Commits older than ``softmaxloss.UnsupportedDtypeError`` raised a plain ``TypeError``.
+    """
+    import softmaxloss
+
+    return getattr(softmaxloss, "UnsupportedDtypeError", TypeError)
+
+
 def get_impl(name: str):
     """The registered callable, or NotImplementedError if this commit does not register it."""
     import softmaxloss
@@ -110,8 +121,8 @@ def prepare(impl: str, size: str, dtype: str, device: str, scale: str = "normal"
     """Common setup: device check, thread count, registry lookup, dtype probe, inputs.
 
     Returns ``(fn, logits, target)``. The probe runs the implementation on two rows so that
-    an unsupported dtype (``TypeError``) becomes a skip; other errors propagate (a broken
-    implementation fails its own benchmarks).
+    an unsupported dtype (``UnsupportedDtypeError``) becomes a skip; other errors propagate
+    (a broken implementation fails its own benchmarks).
     """
     require_device(device)
     fix_threads()
@@ -119,7 +130,7 @@ def prepare(impl: str, size: str, dtype: str, device: str, scale: str = "normal"
     logits, target = make_inputs(size, dtype, device, scale)
     try:
         fn(logits[:2].detach().requires_grad_(True), target[:2])
-    except TypeError as exc:
+    except _unsupported() as exc:
         raise NotImplementedError(f"{impl} does not support {dtype}: {exc}") from exc
     return fn, logits, target
 

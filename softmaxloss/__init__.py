@@ -5,6 +5,7 @@ tests, benchmarks, the report command and the plots all iterate over it, so assi
 entry is all it takes to have an implementation measured everywhere.
 """
 
+from softmaxloss._validate import UnsupportedDtypeError
 from softmaxloss.functional import IMPLS, SoftmaxCrossEntropyLoss, cross_entropy
 from softmaxloss.implementations import default_implementations
 from softmaxloss.reference import (
@@ -28,6 +29,7 @@ __all__ = [
     "IMPLS",
     "ErrorReport",
     "SoftmaxCrossEntropyLoss",
+    "UnsupportedDtypeError",
     "capped",
     "cross_entropy",
     "default_implementations",

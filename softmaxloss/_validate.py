@@ -6,11 +6,19 @@ offending value, so a bad call never produces a number.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
 
 REDUCTIONS = ("none", "mean", "sum")
+
+
+class UnsupportedDtypeError(TypeError):
+    """An implementation does not support the logits' dtype (e.g. the naive pair on bf16).
+
+    Benchmarks skip exactly this error; any other ``TypeError`` is a failure.
+    """
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,14 @@ def check_target(input: torch.Tensor, target, ignore_index: int | None) -> Spec:
     num_classes = input.shape[0] if unbatched else input.shape[1]
     if num_classes == 0:
         raise ValueError(f"input has 0 classes (shape {tuple(input.shape)})")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, type(None))):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     if target.is_floating_point():
+        if ignore_index is not None and ignore_index != -100:
+            raise ValueError(
+                f"ignore_index={ignore_index} is not supported for class-probability targets "
+                "(floating target), as in F.cross_entropy"
+            )
         if target.shape != input.shape:
             raise ValueError(
                 "target holds class probabilities (floating dtype) and must have the "
@@ -85,7 +100,7 @@ def check_options(
 ) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
         raise TypeError(
             f"label_smoothing must be a float in [0, 1], got {type(label_smoothing).__name__}"
         )
@@ -108,16 +123,31 @@ def check_options(
         )
     if weight.requires_grad and torch.is_grad_enabled():
         raise ValueError(
-            "weight requires grad: the hand-written gradients are taken with respect to "
-            "input (and probability targets) only; use impl='torch' or detach weight"
+            "weight requires grad: no implementation differentiates with respect to weight "
+            "(F.cross_entropy refuses it too); pass weight.detach()"
         )
 
 
 def check_all(input, target, weight, ignore_index, reduction, label_smoothing) -> Spec:
     check_input(input)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     spec = check_target(input, target, ignore_index)
     check_options(input, spec.num_classes, weight, reduction, label_smoothing)
     return spec
+
+
+def refuse_double_backward() -> None:
+    """Called first in every hand-written backward.
+
+    Under ``create_graph=True`` the gradient would be returned as a constant, so anything
+    differentiated through it (a gradient penalty) would silently miss this term.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "the hand-written softmax cross-entropy gradient is not differentiable "
+            "(create_graph=True / double backward); use impl='autograd' or impl='torch'"
+        )
 
 
 def check_registry_call(logits, target) -> None:

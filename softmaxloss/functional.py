@@ -84,6 +84,8 @@ def _index_grad_(p, t, kept, wt, weight, smoothing, scale, r):
     With ``p`` the softmax and ``scale = r S`` this is r_n (S_n p_nc - q_nc).
     """
     p.mul_(scale[:, None])
+    if not bool(kept.all()):  # ignored rows: 0 even where their logits are inf/NaN (as F)
+        p.masked_fill_((kept == 0)[:, None], 0.0)
     #   - r_n (1 - e) w_{t_n}   at (n, t_n)
     p.scatter_add_(1, t[:, None], (-(1.0 - smoothing) * wt * r)[:, None])
     if smoothing:
@@ -160,7 +162,7 @@ class ManualCrossEntropy(torch.autograd.Function):
             target, weight, ignore_index, smoothing, x.shape[1], x.dtype
         )
         m, log_s = _max_log_sum_exp(x)
-        loss_rows = _index_loss(x, m, log_s, t, kept, wt, weight, smoothing)
+        loss_rows = _kept_rows(_index_loss(x, m, log_s, t, kept, wt, weight, smoothing), kept)
         return _reduce(loss_rows, ("none", "mean", "sum")[code], D), t, kept, wt, S, D
 
     @staticmethod
@@ -176,6 +178,7 @@ class ManualCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output, *_):
         if grad_output is None:  # the loss took no part in what is differentiated
             return (None,) * len(ctx.needs_input_grad)
+        _validate.refuse_double_backward()
         x, weight, t, kept, wt, S, D = ctx.saved_tensors
         r = _kept_rows(_row_scale(grad_output, ctx.code, D).expand_as(S), kept)
         p = torch.softmax(x, 1)  # exp(x - m) / s: the max shift keeps large logits exact
@@ -208,6 +211,7 @@ class ManualCrossEntropyProb(torch.autograd.Function):
     def backward(ctx, grad_output, *_):
         if grad_output is None:  # the loss took no part in what is differentiated
             return (None,) * len(ctx.needs_input_grad)
+        _validate.refuse_double_backward()
         x, target, weight, S, rows = ctx.saved_tensors
         r = _row_scale(grad_output, ctx.code, rows).expand_as(S)
         q, _ = _prob_rows(target, weight, ctx.smoothing, x.shape[1])
@@ -265,6 +269,8 @@ class FusedCrossEntropy(torch.autograd.Function):
         # l_n = sum_c q_nc (lse_n - x_nc) = S_n log s_n - sum_c q_nc (x_nc - m_n): both
         # terms are >= 0, so no cancellation.
         loss_rows = S * log_s - shifted_dot
+        if not prob:
+            loss_rows = _kept_rows(loss_rows, kept)
         r = (1.0 / D if code == 1 else S.new_ones(())).expand_as(S)
         # gradient = r_n (S_n p_nc - q_nc)
         if prob:
@@ -286,10 +292,13 @@ class FusedCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output, _):
         if grad_output is None:  # the loss took no part in what is differentiated
             return (None,) * len(ctx.needs_input_grad)
+        _validate.refuse_double_backward()
         (g,) = ctx.saved_tensors
         if ctx.code == 0:
             g = g * grad_output[:, None]
-        elif bool(grad_output != 1):  # 1 (a plain loss.backward()): hand over g itself
+        # 1 (a plain loss.backward()): hand over g itself. Off the CPU the check would cost a
+        # device sync, so there g is always scaled.
+        elif grad_output.device.type != "cpu" or bool(grad_output != 1):
             g = g * grad_output
         return g, None, None, None, None, None, None, None
 
@@ -339,8 +348,8 @@ def _dispatch(input, target, weight, ignore_index, reduction, smoothing, impl, s
     if impl == "torch":
         return F.cross_entropy(
             input,
-            target,
-            weight=weight,
+            target.to(input.dtype) if spec.prob_target else target.long(),
+            weight=None if weight is None else weight.to(input.dtype),
             ignore_index=ignore_index,
             reduction=reduction,
             label_smoothing=smoothing,
@@ -350,7 +359,8 @@ def _dispatch(input, target, weight, ignore_index, reduction, smoothing, impl, s
     cdt = _compute_dtype(dtype)
     if cdt != dtype:
         x = x.to(cdt)
-        t = t.to(cdt) if spec.prob_target else t
+    if spec.prob_target:
+        t = t.to(cdt)
     w = None if weight is None else weight.to(cdt)
     smoothing = float(smoothing)
     code = _REDUCTION_CODES[reduction]
@@ -379,10 +389,12 @@ def _check_inplace(input, impl, spec):
             f"inplace=True needs contiguous (N, C) or (C,) input, got shape "
             f"{tuple(input.shape)} (contiguous={input.is_contiguous()})"
         )
-    if input.is_leaf and input.requires_grad:
+    base = input if input._base is None else input._base
+    if base.is_leaf and base.requires_grad:
         raise ValueError(
             "inplace=True overwrites input with its gradient, so input must not be a leaf "
-            "that requires grad (its .grad would alias its data); pass the output of the "
+            "that requires grad, nor a view of one (its .grad would alias its data); pass "
+            "the output of the "
             "layer that produces the logits"
         )
 
@@ -419,6 +431,8 @@ def cross_entropy(
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if not isinstance(inplace, bool):
+        raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}")
     spec = _validate.check_all(input, target, weight, ignore_index, reduction, label_smoothing)
     if impl == "fused" and spec.prob_target and target.requires_grad and torch.is_grad_enabled():
         raise ValueError(

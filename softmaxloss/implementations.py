@@ -46,6 +46,7 @@ class NaiveSoftmaxLoss(torch.autograd.Function):
     def backward(ctx, grad_output, *_):
         if grad_output is None:  # the loss took no part in what is differentiated
             return (None,) * len(ctx.needs_input_grad)
+        _validate.refuse_double_backward()
         y, t = ctx.saved_tensors
         return grad_output * (y - t) / y.shape[0], None
 
@@ -53,7 +54,7 @@ class NaiveSoftmaxLoss(torch.autograd.Function):
 def _check_naive(logits, target):
     _validate.check_registry_call(logits, target)
     if logits.dtype in (torch.float16, torch.bfloat16):
-        raise TypeError(
+        raise _validate.UnsupportedDtypeError(
             f"logits dtype {logits.dtype} is not supported by the naive implementations "
             "(exp overflows at 89 in bfloat16 and 11 in float16); use float32 or float64"
         )

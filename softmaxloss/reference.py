@@ -58,6 +58,9 @@ def reference_loss_and_grad(logits: torch.Tensor, target: torch.Tensor):
 
     Returns ``(loss, grad)``: a ``np.longdouble`` and an ``(N, C)`` longdouble array.
     """
+    from softmaxloss import _validate
+
+    _validate.check_registry_call(logits, target)
     _require_extended()
     x = _to_ld(logits)
     t = target.detach().to("cpu", torch.int64).numpy()
@@ -137,6 +140,9 @@ def measure(impl, logits: torch.Tensor, target: torch.Tensor, reference=None) ->
     x = logits.detach().clone().requires_grad_(True)
     loss = impl(x, target)
     loss.backward()
+    if x.grad is None:
+        name = getattr(impl, "__name__", repr(impl))
+        raise RuntimeError(f"implementation {name} gave no gradient with respect to logits")
     dtype = logits.dtype
     return ErrorReport(
         loss=float(loss.detach()),

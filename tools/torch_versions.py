@@ -7,7 +7,8 @@ benchmark of the suite is smaller-is-better (times, peak memory, bytes, errors i
 ratio above ``--factor`` is a regression of ``--other`` against ``--base``. Exit status: 0 none,
 1 at least one regression, 2 usage error or no comparable results.
 
-    python tools/torch_versions.py --base 2.13.0 --other 2.14.1 --factor 1.5 HEAD
+    python tools/torch_versions.py --config asv.torch-versions.conf.json --machine NAME \
+        --base 2.13.0 --other 2.14.1 --factor 2.0 HEAD
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--machine", required=True)
     parser.add_argument("--base", default="2.13.0")
     parser.add_argument("--other", default="2.14.1")
-    parser.add_argument("--factor", type=float, default=1.5)
+    parser.add_argument("--factor", type=float, default=2.0)
     args = parser.parse_args(argv)
     if not args.factor > 1:
         print(f"error: --factor must be > 1, got {args.factor}", file=sys.stderr)

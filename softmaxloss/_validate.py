@@ -57,8 +57,6 @@ def check_target(input: torch.Tensor, target, ignore_index: int | None) -> Spec:
     num_classes = input.shape[0] if unbatched else input.shape[1]
     if num_classes == 0:
         raise ValueError(f"input has 0 classes (shape {tuple(input.shape)})")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, type(None))):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     if target.is_floating_point():
         if ignore_index is not None and ignore_index != -100:
             raise ValueError(

@@ -138,8 +138,14 @@ def _reduce(loss_rows, reduction: str, denominator):
     return total if reduction == "sum" else total / denominator
 
 
+def _row_count(x):
+    """The mean's denominator for probability targets: rows, NaN when there are none (as F)."""
+    return x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
+
+
 def _kept_rows(r, kept):
-    """Ignored rows scale by 0, not by 0 * (1 / D) = NaN when every row is ignored (as F)."""
+    """0 on ignored rows, as F: ``where``, not a product, since 0 * (1 / 0) or 0 * inf is NaN
+    (every row ignored, or an ignored row of inf/NaN logits)."""
     return torch.where(kept > 0, r, 0.0)
 
 
@@ -195,7 +201,7 @@ class ManualCrossEntropyProb(torch.autograd.Function):
         m, log_s = _max_log_sum_exp(x)
         # sum_c q_nc (lse_n - x_nc) = sum_c q_nc (m_n - x_nc) + S_n log s_n
         loss_rows = _row_dot(m[:, None] - x, q) + S * log_s
-        rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
+        rows = _row_count(x)
         return _reduce(loss_rows, ("none", "mean", "sum")[code], rows), S, rows
 
     @staticmethod
@@ -248,7 +254,7 @@ class FusedCrossEntropy(torch.autograd.Function):
         m = x.amax(1)
         if prob:
             q, S = _prob_rows(target, weight, smoothing, C)
-            D = x.new_tensor(float(M) if M else float("nan"))
+            D = _row_count(x)
         else:
             t, kept, wt, S, D = _index_rows(target, weight, ignore_index, smoothing, C, x.dtype)
         if prob or smoothing:  # sum_c q_nc (x_nc - m_n) needs a pass over the shifted logits
@@ -334,13 +340,13 @@ def _autograd_rows(x, t, weight, ignore_index, reduction, smoothing, prob):
     log_s = torch.logsumexp(x - m[:, None], 1)
     if prob:
         q, _ = _prob_rows(t, weight, smoothing, x.shape[1])
-        rows = x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
+        rows = _row_count(x)
         to_lse = (m[:, None] - x) + log_s[:, None]
         return _reduce((to_lse * q).sum(1), reduction, rows)
     ti, kept, wt, _, D = _index_rows(t, weight, ignore_index, smoothing, x.shape[1], x.dtype)
     loss_rows = _index_loss(x, m, log_s, ti, kept, wt, weight, smoothing)
     # autograd would scale ignored rows by 0 * (1 / D) = NaN when D = 0; F gives them 0
-    return _reduce(torch.where(kept > 0, loss_rows, 0.0), reduction, D)
+    return _reduce(_kept_rows(loss_rows, kept), reduction, D)
 
 
 def _dispatch(input, target, weight, ignore_index, reduction, smoothing, impl, spec, inplace):

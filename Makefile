@@ -37,9 +37,11 @@ LAUNCH = $(eval LAUNCH := $$(shell $(PYTHON) -m softmaxloss machine launch))$(LA
 
 .PHONY: bench-deps asv-machine bench bench-quick gate torch-versions
 
+# What the asv targets need in $(PYTHON): asv, and what `python -m softmaxloss` (run from
+# this checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
 bench-deps:
 	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
-	  "asv==0.6.6" "virtualenv>=20"
+	  "torch==$(TORCH)" numpy "rich>=13" "asv==0.6.6" "virtualenv>=20"
 
 # asv's machine file (~/.asv-machine.json); its questionnaire goes to /dev/null.
 asv-machine: bench-deps

@@ -155,6 +155,8 @@ def test_echoed_asv_lines():
     assert hist._echo_line("· Creating environments")
     assert hist._echo_line("[50.00%] ··· bench_depth.D.track_first_layer_error     failed")
     assert hist._echo_line("Error: something asv reports")
+    assert hist._echo_line("[10.00%] ·· Error running /env/bin/python -m pip wheel (exit 1)")
+    assert not hist._echo_line("[10.00%] ·· Benchmarking virtualenv-py3.11-torch2.13.0")
     assert not hist._echo_line("[50.00%] ··· bench_time.T.time_forward     ok")
     assert not hist._echo_line("             ImportError: cannot import name 'data'")
     assert not hist._echo_line("[ 0.00%] · For softmaxloss commit 1234abcd <main>:")

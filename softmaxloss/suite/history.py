@@ -32,6 +32,7 @@ from pathlib import Path
 
 COMMIT_LINE = re.compile(r"\bFor \S+ commit ([0-9a-f]{8,40})\b")
 FAILED = re.compile(r"\sfailed\s*$")
+ERROR = re.compile(r"\b(Error|error|failed)\b")
 TORCH_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+]*$")
 PATH_KEYS = ("benchmark_dir", "env_dir", "results_dir", "html_dir")
 
@@ -306,6 +307,8 @@ def _echo_line(line: str) -> bool:
     if COMMIT_LINE.search(text):
         return False
     if text.startswith("· "):
+        return True
+    if text.startswith("·· ") and ERROR.search(text):  # e.g. "·· Error running ... pip wheel"
         return True
     if text.startswith("··· ") and FAILED.search(text):
         return True

@@ -206,7 +206,7 @@ class Ran:
 
 def cli(repo, *args):
     """``python -m softmaxloss ARGS`` in ``repo``, in this process (no torch re-import)."""
-    from softmaxloss.cli import main
+    from softmaxloss.commands import main
 
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()

@@ -18,15 +18,14 @@ import re
 import sys
 from pathlib import Path
 
+from softmaxloss.errors import UsageError
 from softmaxloss.suite import backfill, merge
 from softmaxloss.suite import history as hist
 
 DEFAULT_N = 20
 
 
-def _usage(exc: Exception):
-    from softmaxloss.cli import UsageError
-
+def _usage(exc: Exception) -> UsageError:
     return UsageError(str(exc))
 
 

@@ -30,6 +30,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from softmaxloss.suite import config as asv_config
+from softmaxloss.suite.asv_output import OutputFilter
+
 COMMIT_LINE = re.compile(r"\bFor \S+ commit ([0-9a-f]{8,40})\b")
 FAILED = re.compile(r"\sfailed\s*$")
 ERROR = re.compile(r"\b(Error|error|failed)\b")
@@ -147,19 +150,12 @@ def subjects(repo: Path, commits: list[str]) -> dict[str, str]:
 
 
 def load_asv_config(path: Path) -> dict:
-    """asv.conf.json as a dict (asv's own reader: JSON with // comments)."""
-    from asv import util
-
-    path = Path(path)
-    if not path.is_file():
-        raise HistoryError(f"asv config {str(path)!r} does not exist")
-    return util.load_json(str(path), js_comments=True)
+    """asv.conf.json as a dict (read by :mod:`softmaxloss.suite.config`)."""
+    return asv_config.load(path).raw
 
 
 def results_dir(config_path: Path) -> Path:
-    conf = load_asv_config(config_path)
-    base = Path(config_path).resolve().parent
-    return (base / conf.get("results_dir", "results")).resolve()
+    return asv_config.load(config_path).results_dir
 
 
 def config_for_torch(config_path: Path, torch: str | None) -> Path:
@@ -345,6 +341,7 @@ def run_asv(
     cmd.append(f"HASHFILE:{hashfile.resolve()}")
     env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     progress = Progress(commits, subjects(repo, commits), emit=emit)
+    counts = OutputFilter()  # failures and skipped combinations, counted
     emit(
         f"history: {len(commits)} commits {commits[0][:8]}..{commits[-1][:8]} (asv log: {log_path})"
     )
@@ -366,9 +363,12 @@ def run_asv(
             log.flush()
             line = line.rstrip("\n")
             progress.feed(line)
+            counts.feed(line)
             if _echo_line(line):
                 emit("asv: " + line.strip())
         rc = proc.wait()
+    counts.finish()
+    emit(f"history: {counts.skip_summary()}")
     emit(f"history: done: {progress.finish()}; asv exit {rc}")
     return rc
 

@@ -79,6 +79,30 @@ torch-versions: asv-machine
 	$(PYTHON) -m softmaxloss torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
 	  --base $(TV_BASE) --other $(TV_OTHER) --factor $(FACTOR) HEAD
 
+# ---- history (issue 12): the suite over past commits; docs/history.md ---------------------
+# make history [N=20 | RANGE=a..b] [BENCH=regex]: asv run --skip-existing over the first-parent
+# commits of main (oldest first, "commit k of N" and the time left), then make site.
+# make backfill-local SHARDS=2 [N=.. | RANGE=..]: the CI backfill's shards as separate local
+# processes (own clone, HOME, environment), checked merge into .asv/results, then make site.
+# Exit: 0 ok; 1 a benchmark failed (site still published); 2 bad input or a failed merge
+# check (nothing run or written); 3 asv failed.
+SHARDS ?= 2
+# N= or RANGE= given empty is passed on (and refused), not read as "not given".
+HISTORY_SEL = $(if $(filter undefined,$(origin N)),,-n '$(N)') \
+  $(if $(filter undefined,$(origin RANGE)),,--range '$(RANGE)')
+HISTORY_OPTS = --machine "$(MACHINE)" $(LAUNCH) $(if $(BENCH),-b '$(BENCH)')
+
+.PHONY: history backfill-local
+
+history: bench-deps
+	@rc=0; $(PYTHON) -m softmaxloss history $(HISTORY_SEL) $(HISTORY_OPTS) || rc=$$?; \
+	if [ $$rc -le 1 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
+
+backfill-local: bench-deps
+	@rc=0; $(PYTHON) -m softmaxloss backfill-local --shards '$(SHARDS)' $(HISTORY_SEL) \
+	  $(HISTORY_OPTS) || rc=$$?; \
+	if [ $$rc -le 1 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
+
 # ---- benchmark site (issue 6): offline asv html site -------------------------------------
 # `site`: asv publish, then the front-page summary (fastest / most precise) and the offline
 # rewrite (CDN scripts/styles -> local copies from the asv 0.5.1 sdist on PyPI, cached in

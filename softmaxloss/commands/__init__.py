@@ -15,6 +15,7 @@ from softmaxloss.commands import (
     asv_quiet,
     compare,
     depth,
+    history,
     machine,
     ratios,
     site,
@@ -22,7 +23,7 @@ from softmaxloss.commands import (
 )
 from softmaxloss.errors import CommandError, UsageError
 
-COMMANDS = (compare, ratios, depth, machine, site, torch_versions, asv_quiet)
+COMMANDS = (compare, ratios, depth, machine, site, torch_versions, asv_quiet, history)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -31,8 +31,9 @@ GATE_BENCH ?= ^bench_(time|memory|precision)\.(?!Slow)
 TV_CONFIG ?= asv.torch-versions.conf.json
 TV_BASE ?= 2.13.0
 TV_OTHER ?= 2.14.1
-MACHINE = $(shell $(PYTHON) tools/asv_machine.py name)
-LAUNCH = $(shell $(PYTHON) tools/asv_machine.py launch)
+# Evaluated once, on first use (each is a Python start with a torch import).
+MACHINE = $(eval MACHINE := $$(shell $(PYTHON) -m softmaxloss machine name))$(MACHINE)
+LAUNCH = $(eval LAUNCH := $$(shell $(PYTHON) -m softmaxloss machine launch))$(LAUNCH)
 
 .PHONY: bench-deps asv-machine bench bench-quick gate torch-versions
 
@@ -67,13 +68,13 @@ torch-versions: asv-machine
 	$(ASV) run --config $(TV_CONFIG) --machine "$(MACHINE)" $(LAUNCH) --show-stderr \
 	  -b '$(GATE_BENCH)' HEAD^! || [ $$? -eq 2 ]
 	$(MAKE) --no-print-directory site ASV_CONF=$(TV_CONFIG)
-	$(PYTHON) tools/torch_versions.py --config $(TV_CONFIG) --machine "$(MACHINE)" \
+	$(PYTHON) -m softmaxloss torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
 	  --base $(TV_BASE) --other $(TV_OTHER) --factor $(FACTOR) HEAD
 
 # ---- benchmark site (issue 6): offline asv html site -------------------------------------
 # `site`: asv publish, then the front-page summary (fastest / most precise) and the offline
 # rewrite (CDN scripts/styles -> local copies from the asv 0.5.1 sdist on PyPI, cached in
-# .asv/vendor-cache). Both tools are re-applied after every publish (publish recreates the dir).
+# .asv/vendor-cache). Both steps are re-applied after every publish (publish recreates the dir).
 # `preview`: serves the html dir on 127.0.0.1 only (asv preview binds 0.0.0.0).
 ASV_CONF ?= asv.conf.json
 SITE_DIR ?= .asv/html
@@ -83,8 +84,8 @@ PORT ?= 8080
 
 site: bench-deps
 	$(PYTHON) -m asv publish --config $(ASV_CONF)
-	$(PYTHON) -m tools.site_summary --config $(ASV_CONF)
-	$(PYTHON) -m tools.offline_site --config $(ASV_CONF)
+	$(PYTHON) -m softmaxloss site-summary --config $(ASV_CONF)
+	$(PYTHON) -m softmaxloss offline-site --config $(ASV_CONF)
 	@echo "site: $(SITE_DIR)/index.html (open with: make preview)"
 
 preview:

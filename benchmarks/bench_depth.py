@@ -19,7 +19,7 @@ without the depth experiment, or an implementation refusing a dtype raises
 import numpy as np
 import torch
 
-_IMPLS = ["naive_manual", "naive_autograd", "manual", "autograd", "fused", "torch"]
+_IMPLS = ["naive_manual", "naive_autograd", "manual", "autograd", "fused", "fused_inplace", "torch"]
 
 
 class DepthGradientError:

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import softmaxloss
-from softmaxloss import cli, data, depth
+from softmaxloss import data, depth
+from softmaxloss.commands import main as cli_main
 
 # ---------------------------------------------------------------------------------------------
 # A tiny CIFAR-10 directory in the official format
@@ -116,7 +117,7 @@ def test_cli_bad_data_dir_is_one_line_without_traceback(tmp_path):
 def test_invalid_depths_refused(tmp_path, capsys, bad):
     with pytest.raises(ValueError, match="--depths"):
         depth.parse_depths(bad)
-    rc = cli.main(["depth", "--dataset", "synthetic", "--depths", bad, "--out", str(tmp_path)])
+    rc = cli_main(["depth", "--dataset", "synthetic", "--depths", bad, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "--depths" in err and err.count("\n") == 1
 
@@ -138,7 +139,7 @@ def test_parse_depths_accepts_positive_integers():
     ],
 )
 def test_other_bad_arguments_refused(tmp_path, capsys, args):
-    rc = cli.main(["depth", "--dataset", "synthetic", "--out", str(tmp_path), *args])
+    rc = cli_main(["depth", "--dataset", "synthetic", "--out", str(tmp_path), *args])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and args[0] in err
 
@@ -191,7 +192,7 @@ def _run_depth(tmp_path, *extra, dataset="digits", depths="1,3"):
     out = tmp_path / "out"
     argv = ["depth", "--dataset", dataset, "--depths", depths, "--out", str(out)]
     argv += ["--steps", "20", "--batch", "64", "--width", "16", "--seed", "5", *extra]
-    assert cli.main(argv) == 0
+    assert cli_main(argv) == 0
     return out, _read_csv(out / "depth.csv")
 
 

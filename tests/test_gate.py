@@ -25,12 +25,10 @@ from pathlib import Path
 import pytest
 
 import softmaxloss
+from benchmarks import common
+from softmaxloss.suite import torch_versions
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import common  # noqa: E402
-from tools import torch_versions  # noqa: E402
 
 TIME_BENCH = "bench_time.TimeSoftmaxLoss.time_forward_backward"
 PREC_BENCH = "bench_precision.PrecisionSoftmaxLoss.track_grad_error"

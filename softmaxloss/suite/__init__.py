@@ -1,0 +1,4 @@
+"""Helpers of the asv suite: the machine name, the asv config, the offline site and its
+front-page summary, the torch-version table. Each runs as a ``python -m softmaxloss``
+command (``softmaxloss.commands``); asv itself is imported only where it is used.
+"""

@@ -1,17 +1,18 @@
 """``torch.compile`` of the package's own math, as registry entries.
 
 The argument checks run eagerly, outside the compiled region (they raise Python exceptions
-and read values, which would break the graph); only the math is compiled, with
-``fullgraph=True`` so that a graph break is an error instead of a silent split:
+and read values, which would break the graph); only the math is compiled, and it compiles to
+one graph without breaks (tests/test_compiled.py checks it):
 
-* ``compiled``: the stable autograd twin (``impl="autograd"``'s forward; autograd, through
-  AOTAutograd, derives and compiles the backward);
-* ``compiled_manual``: the hand-written ``impl="manual"`` Function, forward and backward.
+* ``compiled``: the stable autograd twin (``impl="autograd"``'s lean forward; autograd,
+  through AOTAutograd, derives and compiles the backward);
+* ``compiled_manual``: the hand-written ``impl="manual"`` lean Function, forward and backward.
 
-Shapes are compiled static (``dynamic=False``), as a training loop with a fixed batch sees
-them: each new shape compiles once, later calls reuse it. The first call with a shape pays
-the compilation (tens of seconds on a small CPU with a cold cache); benchmarks warm up
-before timing, and time compilation separately.
+``torch.compile``'s defaults, as a user would call it: the first shape is compiled static (a
+training loop with a fixed batch never compiles again); a second shape recompiles with
+dynamic sizes; past dynamo's recompile limit calls run eagerly. The first call pays the
+compilation (tens of seconds on a small CPU with a cold cache); benchmarks warm up before
+timing, and time compilation separately (bench_compile.py).
 
 Availability: ``unavailable_reason()`` says, without compiling anything, why compilation
 cannot work here (``None`` when it can); the registry registers these entries only when it
@@ -47,17 +48,15 @@ def unavailable_reason() -> str | None:
 
 
 def _autograd_math(x, target):
-    """The autograd twin's stable forward for the registry's case; autograd differentiates."""
+    """the autograd twin of ``manual``'s lean forward (autograd derives the backward)."""
     cdt = functional._compute_dtype(x.dtype)
-    loss = functional._autograd_rows(x.to(cdt), target, None, -100, "mean", 0.0, False)
-    return loss.to(x.dtype)
+    return functional.lean_loss(x.to(cdt), target.long(), None, 1, "autograd").to(x.dtype)
 
 
 def _manual_math(x, target):
-    """The hand-written Function (forward and backward) for the registry's case."""
+    """the hand-written lean ``manual`` Function, forward and backward."""
     cdt = functional._compute_dtype(x.dtype)
-    loss = functional.ManualCrossEntropy.apply(x.to(cdt), target, None, -100, 1, 0.0)[0]
-    return loss.to(x.dtype)
+    return functional.lean_loss(x.to(cdt), target.long(), None, 1, "manual").to(x.dtype)
 
 
 _MATH = {"compiled": _autograd_math, "compiled_manual": _manual_math}
@@ -66,7 +65,7 @@ _MATH = {"compiled": _autograd_math, "compiled_manual": _manual_math}
 @functools.cache
 def compiled_math(name: str):
     """The compiled function of an entry (built once per process, on first use)."""
-    return torch.compile(_MATH[name], fullgraph=True, dynamic=False)
+    return torch.compile(_MATH[name])
 
 
 def _entry(name: str):

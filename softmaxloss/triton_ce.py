@@ -46,7 +46,7 @@ import torch
 import triton
 import triton.language as tl
 
-from softmaxloss import _validate
+from softmaxloss import _torch_private, _validate
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 """True when Triton's interpreter runs the kernel (then CPU tensors are accepted)."""
@@ -195,7 +195,7 @@ def _check_device(x):
 def _check_inplace(x):
     if not x.is_contiguous():
         raise ValueError(f"inplace=True needs contiguous logits, got strides {tuple(x.stride())}")
-    base = x if x._base is None else x._base
+    base = _torch_private.view_base(x)
     if base.is_leaf and base.requires_grad:
         raise ValueError(
             "inplace=True overwrites logits with their gradient, so logits must not be a leaf "
@@ -243,9 +243,25 @@ def cross_entropy_triton(
     return TritonCrossEntropy.apply(x, _index_target(target), ignore_index, reduction, inplace)[0]
 
 
-def triton_entry(logits, target):
-    """Registry entry: the kernel on (N, C) logits and class indices in [0, C), mean loss."""
-    _validate.check_registry_call(logits, target)
-    _check_device(logits)
-    x = logits if logits.stride(-1) == 1 else logits.contiguous()
-    return TritonCrossEntropy.apply(x, _index_target(target), None, "mean", False)[0]
+def _registry_entry(name: str, inplace: bool):
+    def loss(logits, target):
+        _validate.check_registry_call(logits, target)
+        _check_device(logits)
+        if inplace:
+            _check_inplace(logits)
+        x = logits if logits.stride(-1) == 1 else logits.contiguous()
+        return TritonCrossEntropy.apply(x, _index_target(target), None, "mean", inplace)[0]
+
+    loss.__name__ = loss.__qualname__ = name
+    loss.__doc__ = (
+        "Registry entry: the Triton kernel on (N, C) logits and class indices in [0, C), "
+        f"mean loss{', gradient written over the logits' if inplace else ''}."
+    )
+    return loss
+
+
+triton_entry = _registry_entry("triton", inplace=False)
+triton_inplace_entry = _registry_entry("triton_inplace", inplace=True)
+
+ENTRIES = {"triton": triton_entry, "triton_inplace": triton_inplace_entry}
+"""The registry entries this module provides, by name."""

@@ -132,14 +132,14 @@ def test_opinfo_sample(impl, dtype, input, target, target_grad, kwargs):
 def test_opinfo_sample_registry_entry(name, dtype, input, target):
     fn = softmaxloss.IMPLEMENTATIONS[name]
     gen = torch.Generator().manual_seed(zlib.crc32(f"{name} {dtype}".encode()))
-    xi = input.clone().requires_grad_(True)
-    try:
-        loss = fn(xi, target)
+    leaf = input.clone().requires_grad_(True)
+    try:  # non-leaf logits, as every consumer feeds the registry (fused_inplace needs it)
+        loss = fn(leaf.clone(), target)
     except UnsupportedDtypeError as exc:  # the naive pair on float16/bfloat16, by design
         pytest.skip(str(exc))
     assert loss.dtype == dtype and loss.dim() == 0
     go = random_grad_output(loss, gen)
-    (grad,) = torch.autograd.grad(loss, [xi], go)
+    (grad,) = torch.autograd.grad(loss, [leaf], go)
     ref_loss, ref_gx, _ = f_reference(input, target, grad_output=go)
     impl = "torch" if name == "torch" else "manual"
     tol = tolerance(dtype, impl)

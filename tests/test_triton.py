@@ -47,6 +47,14 @@ def test_kernel_cases_pass_under_the_interpreter_on_cpu():
     _assert_all_passed(_pytest_subprocess(True, CASES), at_least=50)
 
 
+def test_registry_wide_tests_pass_for_the_triton_entries_under_the_interpreter():
+    """Under the interpreter the registry registers ``triton``/``triton_inplace``: the tests
+    every registry entry goes through (parity, low precision, 1e4 logits, bad input, OpInfo
+    samples) run on them too."""
+    files = ["tests/test_registry.py", "tests/test_bad_input.py", "tests/test_opinfo.py"]
+    _assert_all_passed(_pytest_subprocess(True, *files, "-k", "triton"), at_least=40)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_kernel_cases_pass_on_cuda():
     _assert_all_passed(_pytest_subprocess(False, CASES), at_least=50)

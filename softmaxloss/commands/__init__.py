@@ -11,10 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from softmaxloss.commands import compare, depth, machine, ratios, site, torch_versions
+from softmaxloss.commands import (
+    compare,
+    depth,
+    machine,
+    overhead,
+    ratios,
+    site,
+    torch_versions,
+)
 from softmaxloss.errors import CommandError, UsageError
 
-COMMANDS = (compare, ratios, depth, machine, site, torch_versions)
+COMMANDS = (compare, ratios, overhead, depth, machine, site, torch_versions)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -5,7 +5,7 @@
   more than the arithmetic on these machines (the first touch of 40 MB) and, for the fused
   gradient, one extra buffer of peak memory.
 * ``torch._log_softmax(x, dim, half_to_float, out=...)``: log-softmax written into an existing
-  buffer (the lean path's chunked forward, and in place for ``fused_inplace``).
+  buffer (the lean path's chunked forward of ``manual``).
 * ``tensor._base``: the tensor a view was taken of (None for a tensor that owns its storage).
   Used to refuse ``inplace=True`` on a view of a leaf that requires grad.
 * ``torch._assert_async(cond, msg)``: an assertion checked on the tensor's device without

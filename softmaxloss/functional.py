@@ -361,72 +361,82 @@ class FusedCrossEntropy(torch.autograd.Function):
 # scaled by r = 1/D (mean, D = kept rows), 1 (sum) or g_n (none); ignored rows (``kept``
 # false) get 0. ``kept`` is None when the argument check proved that no row is ignored.
 # ----------------------------------------------------------------------------------------
-def _log_p_at_target(x, t):
-    """``log p_{n,t_n}`` as an (M, 1) tensor, through one scratch buffer of at most about
-    4 MiB (chunks of rows, as ``_max_log_sum_exp``), never a logits-sized temporary."""
+def _log_p_at_target(x, t2):
+    """``log p_{n,t_n}`` as an (M, 1) tensor (``t2``: the (M, 1) targets), through one scratch
+    buffer of at most about 4 MiB (chunks of rows, as ``_max_log_sum_exp``), never a
+    logits-sized temporary."""
     M, C = x.shape
     rows = max(1, _CHUNK_BYTES // max(1, C * x.element_size()))
     if rows >= M:
-        return torch.log_softmax(x, 1).gather(1, t[:, None])
+        return torch.log_softmax(x, 1).gather(1, t2)
     out = x.new_empty(M, 1)
     scratch = x.new_empty(rows, C)
     for i in range(0, M, rows):
         chunk = x[i : i + rows]
         log_p = _torch_private.log_softmax_into(chunk, 1, out=scratch[: chunk.shape[0]])
-        torch.gather(log_p, 1, t[i : i + rows, None], out=out[i : i + rows])
+        torch.gather(log_p, 1, t2[i : i + rows], out=out[i : i + rows])
     return out
 
 
 def _lean_loss(log_p_t, kept, code, kept_count):
     """The reduced loss from log p at the targets (M, 1)."""
-    if kept is not None:  # where, not a product: an ignored row's log p may be NaN
-        log_p_t = torch.where(kept[:, None], log_p_t, 0.0)
+    if kept is None:
+        if code == 1:
+            return log_p_t.mean().neg()  # no rows: NaN, as F
+        return log_p_t.view(-1).neg() if code == 0 else log_p_t.sum().neg()
+    log_p_t = torch.where(kept[:, None], log_p_t, 0.0)  # where: an ignored row's may be NaN
     if code == 0:
         return log_p_t.view(-1).neg()
     total = log_p_t.sum().neg()
-    if code == 2:
-        return total
-    return total / (log_p_t.shape[0] if kept is None else kept_count)  # 0 rows: NaN, as F
+    return total if code == 2 else total / kept_count  # nothing kept: NaN, as F
 
 
 def _lean_scale(grad_output, code, kept, kept_count, rows):
-    """r as an (M, 1) or 0-dim tensor: 0 on ignored rows."""
+    """r as a 0-dim or (M, 1) tensor; 0 on ignored rows."""
     if code == 0:
         r = grad_output[:, None]
     elif code == 2:
         r = grad_output
+    elif kept is None:
+        r = grad_output * (1.0 / rows if rows else float("nan"))
     else:
-        r = grad_output / (rows if kept is None else kept_count)
+        r = grad_output / kept_count
     if kept is not None:
         r = torch.where(kept[:, None], r, 0.0)
     return r
 
 
-def _lean_grad_(p, t, kept, r):
-    """Turns the softmax ``p`` into r (p - onehot(t)) in place."""
-    p.mul_(r)
+def _lean_grad_(p, t2, kept, r):
+    """Turns the softmax ``p`` into r (p - onehot(t)) in place.
+
+    ``r``: a Python float (a constant scale: no tensor op for it) or a 0-dim or (M, 1) tensor.
+    """
+    constant = isinstance(r, float)
+    if not (constant and r == 1.0):
+        p.mul_(r)
     if kept is not None:  # 0 even where an ignored row's logits are inf/NaN (as F)
         p.masked_fill_(~kept[:, None], 0.0)
-    return p.scatter_add_(1, t[:, None], r.neg().expand(p.shape[0], 1))
+    minus_r = p.new_full((1, 1), -r) if constant else r.neg()
+    return p.scatter_add_(1, t2, minus_r.expand(p.shape[0], 1))
 
 
 class LeanManual(torch.autograd.Function):
     """manual on the lean path: forward keeps nothing logits-sized; backward recomputes p."""
 
     @staticmethod
-    def forward(ctx, x, t, kept, code):
+    def forward(ctx, x, t2, kept, code):
         kept_count = None if kept is None else kept.sum()
-        loss = _lean_loss(_log_p_at_target(x, t), kept, code, kept_count)
-        ctx.save_for_backward(x, t, kept, kept_count)
+        loss = _lean_loss(_log_p_at_target(x, t2), kept, code, kept_count)
+        ctx.save_for_backward(x, t2, kept, kept_count)
         ctx.code = code
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
         _validate.refuse_double_backward()
-        x, t, kept, kept_count = ctx.saved_tensors
+        x, t2, kept, kept_count = ctx.saved_tensors
         r = _lean_scale(grad_output, ctx.code, kept, kept_count, x.shape[0])
-        return _lean_grad_(torch.softmax(x, 1), t, kept, r), None, None, None
+        return _lean_grad_(torch.softmax(x, 1), t2, kept, r), None, None, None
 
 
 class LeanFused(torch.autograd.Function):
@@ -434,12 +444,20 @@ class LeanFused(torch.autograd.Function):
     logits' storage with ``inplace``); backward scales it."""
 
     @staticmethod
-    def forward(ctx, x, t, kept, code, inplace):
+    def forward(ctx, x, t2, kept, code, inplace):
+        M = x.shape[0]
         kept_count = None if kept is None else kept.sum()
-        g = _torch_private.log_softmax_into(x, 1, out=x) if inplace else torch.log_softmax(x, 1)
-        loss = _lean_loss(g.gather(1, t[:, None]), kept, code, kept_count)
-        one = g.new_ones(()) if code else g.new_ones(g.shape[0])
-        _lean_grad_(g.exp_(), t, kept, _lean_scale(one, code, kept, kept_count, g.shape[0]))
+        shifted_t = x.gather(1, t2) - x.amax(1, keepdim=True)  # x_{n,t_n} - m_n <= 0, exact
+        g = _softmax_into(x) if inplace else torch.softmax(x, 1)
+        # max_c p_nc = exp(0) / s_n, so log p_{n,t_n} = (x_{n,t_n} - m_n) + log max_c p_nc:
+        # one read pass over p instead of a second pass of exponentials (log_softmax, exp)
+        log_p_t = shifted_t.add_(g.amax(1, keepdim=True).log_())
+        loss = _lean_loss(log_p_t, kept, code, kept_count)
+        if kept is None:  # r: 1 / M (mean), 1 (sum, and none before grad_output)
+            r = (1.0 / M if M else float("nan")) if code == 1 else 1.0
+        else:
+            r = _lean_scale(g.new_ones(()) if code else g.new_ones(M), code, kept, kept_count, M)
+        _lean_grad_(g, t2, kept, r)
         ctx.save_for_backward(g)
         ctx.code = code
         return loss
@@ -457,10 +475,10 @@ class LeanFused(torch.autograd.Function):
         return g, None, None, None, None
 
 
-def _lean_autograd(x, t, kept, code):
+def _lean_autograd(x, t2, kept, code):
     """The lean forward of ``manual``, left to autograd."""
     kept_count = None if kept is None else kept.sum()
-    return _lean_loss(torch.log_softmax(x, 1).gather(1, t[:, None]), kept, code, kept_count)
+    return _lean_loss(torch.log_softmax(x, 1).gather(1, t2), kept, code, kept_count)
 
 
 def lean_loss(x, t, kept, code: int, impl: str, inplace: bool = False):
@@ -469,11 +487,12 @@ def lean_loss(x, t, kept, code: int, impl: str, inplace: bool = False):
     ``t``: int64 class indices (ignored rows pointed at any valid class), ``kept``: None (no
     row ignored) or the bool mask of kept rows; ``code``: 0 none, 1 mean, 2 sum.
     """
+    t2 = t[:, None]
     if impl == "manual":
-        return LeanManual.apply(x, t, kept, code)
+        return LeanManual.apply(x, t2, kept, code)
     if impl == "fused":
-        return LeanFused.apply(x if inplace else x.contiguous(), t, kept, code, inplace)
-    return _lean_autograd(x, t, kept, code)
+        return LeanFused.apply(x if inplace else x.contiguous(), t2, kept, code, inplace)
+    return _lean_autograd(x, t2, kept, code)
 
 
 # ----------------------------------------------------------------------------------------

@@ -132,8 +132,9 @@ def test_gradcheck_lean_functions_directly(code, ignored):
     if ignored:
         kept = torch.tensor([True, False, True, True, False, True])
         t = t.masked_fill(~kept, 0)
-    assert gradcheck(lambda x: LeanManual.apply(x, t, kept, code), (x,))
-    assert gradcheck(lambda x: LeanFused.apply(x, t, kept, code, False), (x,))
+    t2 = t[:, None]
+    assert gradcheck(lambda x: LeanManual.apply(x, t2, kept, code), (x,))
+    assert gradcheck(lambda x: LeanFused.apply(x, t2, kept, code, False), (x,))
 
 
 def test_gradcheck_naive_manual():

@@ -47,6 +47,9 @@ def add_parser(sub):
     p.add_argument(
         "--budget", type=float, default=1.0, help="seconds of torch calls per size and round"
     )
+    p.add_argument(
+        "--impls", default=None, help="comma-separated registry names (default: every entry)"
+    )
     p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE (a new file)")
     p.set_defaults(func=run)
     return p
@@ -133,8 +136,17 @@ def run(args) -> int:
         raise UsageError("--device cuda: torch.cuda.is_available() is False")
     if BASELINE not in IMPLEMENTATIONS:
         raise UsageError(f"the registry has no {BASELINE!r} entry to compare with")
-    torch.set_num_threads(args.threads)
     impls = dict(IMPLEMENTATIONS)
+    if args.impls is not None:
+        names = [n.strip() for n in args.impls.split(",") if n.strip()]
+        unknown = [n for n in names if n not in IMPLEMENTATIONS]
+        if unknown or not names:
+            raise UsageError(
+                f"--impls: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+                f"registered: {', '.join(IMPLEMENTATIONS)}"
+            )
+        impls = {n: IMPLEMENTATIONS[n] for n in dict.fromkeys([BASELINE, *names])}
+    torch.set_num_threads(args.threads)
     results = []
     for _ in range(args.rounds):
         results.append(

@@ -367,7 +367,8 @@ def _log_p_at_target(x, t2):
     logits-sized temporary."""
     M, C = x.shape
     rows = max(1, _CHUNK_BYTES // max(1, C * x.element_size()))
-    if rows >= M:
+    # under torch.compile the compiler fuses the two into one kernel: no chunks, no out=
+    if rows >= M or torch.compiler.is_compiling():
         return torch.log_softmax(x, 1).gather(1, t2)
     out = x.new_empty(M, 1)
     scratch = x.new_empty(rows, C)

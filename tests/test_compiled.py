@@ -97,3 +97,18 @@ def test_without_a_compiler_the_registry_lacks_the_entries_and_says_why(monkeypa
             assert "C++ compiler" in unavailable[name]
     finally:
         compiled.unavailable_reason.cache_clear()
+
+
+def test_a_chunked_size_compiles_after_another_size():
+    """Rows of more than the 4 MiB chunk go through the chunked loop eagerly; compiled (here
+    with dynamic sizes, after a first shape) they take the one-kernel path."""
+    for shape in [(8, 5), (600, 2000)]:
+        x, t, _ = _case(shape, torch.float32, seed=3)
+        for name in NAMES:
+            leaf = x.clone().requires_grad_(True)
+            loss = registry.IMPLEMENTATIONS[name](leaf.clone(), t)
+            loss.backward()
+            ref_loss, ref_grad, _ = f_reference(x, t)
+            tol = tolerance(torch.float32)
+            assert_normwise(loss, ref_loss, tol, name, floor=float(x.abs().max()))
+            assert_normwise(leaf.grad, ref_grad, tol, name, floor=1e-2 / shape[0])

@@ -3,7 +3,7 @@
 Conventions (numpy's and scipy's suites):
 
 * ``params`` never depend on the hardware or on the commit being measured. ``IMPLS`` is a
-  fixed list of implementation names, optional ones included (``compiled``, ``triton``).
+  fixed list of implementation names, optional ones included (``compiled``, ``triton``, ...).
   Implementations are looked up in ``softmaxloss.IMPLEMENTATIONS`` inside ``setup``, never
   imported: a name the measured commit does not register (an older commit, no GPU, no
   compiler) raises ``NotImplementedError`` (asv: skipped), never ``KeyError``, so
@@ -19,7 +19,11 @@ Conventions (numpy's and scipy's suites):
   2-core machine multi-threaded timings are mostly scheduler noise.
 * ``setup`` must stay cheap: asv_runner re-runs ``setup`` before *every* timed sample and
   forces ``number = 1`` when a benchmark has a setup. Inputs therefore come from a small
-  per-process cache (``make_inputs``); only the first sample pays for drawing them.
+  per-process cache (``make_inputs``); only the first sample pays for drawing them, and for
+  one warm-up forward+backward of the implementation on them (``prepare``).
+* Timings exclude compilation: the warm-up compiles the ``torch.compile`` entries for the
+  case's shape, with their caches kept inside the benchmark environment
+  (``keep_compile_cache_in_env``). Compilation has its own benchmark (bench_compile.py).
 * Every call gets fresh *non-leaf* logits (``fresh_logits``: a leaf copy's ``clone()``, as a
   layer's output would be), made in ``setup``, outside the timed call: ``fused_inplace``
   overwrites its logits and refuses a leaf.
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -66,7 +71,9 @@ IMPLS = [
     "torch",
     # Optional: measured when the commit registers them, skipped otherwise.
     "compiled",
+    "compiled_manual",
     "triton",
+    "triton_inplace",
 ]
 
 # rows x classes. Gate grid: a small case, the seed's 3200x3200, an ImageNet-classifier shape.
@@ -136,21 +143,41 @@ def make_inputs(size: str, dtype: str, device: str, scale: str = "normal"):
     return x.to(device=device, dtype=getattr(torch, dtype)), target.to(device)
 
 
-def prepare(impl: str, size: str, dtype: str, device: str, scale: str = "normal"):
-    """Common setup: device check, thread count, registry lookup, dtype probe, inputs.
+def keep_compile_cache_in_env() -> None:
+    """Points torch.compile's caches (inductor's, Triton's) into the environment asv runs in
+    (``sys.prefix``: the benchmark environment's directory), unless already set: compiled
+    kernels are then reused across benchmark processes and runs of that environment, and
+    removed with it."""
+    cache = os.path.join(sys.prefix, "var", "softmaxloss-compile-cache")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache, "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache, "triton"))
 
-    Returns ``(fn, logits, target)``. The probe runs the implementation on two rows so that
-    an unsupported dtype (``UnsupportedDtypeError``) becomes a skip; other errors propagate
-    (a broken implementation fails its own benchmarks).
+
+_WARM: set = set()
+
+
+def prepare(impl: str, size: str, dtype: str, device: str, scale: str = "normal"):
+    """Common setup: device check, thread count, registry lookup, warm-up, inputs.
+
+    Returns ``(fn, logits, target)``. Once per process and case, one forward+backward on the
+    full-size inputs warms the implementation up, so no timed sample pays for one-time work
+    (``torch.compile``'s compilation of the shape, lazy kernel loading, allocator pools); an
+    unsupported dtype (``UnsupportedDtypeError``) there becomes a skip, other errors
+    propagate (a broken implementation fails its own benchmarks).
     """
     require_device(device)
     fix_threads()
+    keep_compile_cache_in_env()
     fn = get_impl(impl)
     logits, target = make_inputs(size, dtype, device, scale)
-    try:
-        fn(fresh_logits(logits[:2])[1], target[:2])
-    except _unsupported() as exc:
-        raise NotImplementedError(f"{impl} does not support {dtype}: {exc}") from exc
+    key = (impl, size, dtype, device, scale)
+    if key not in _WARM:
+        try:
+            fn(fresh_logits(logits)[1], target).backward()
+        except _unsupported() as exc:
+            raise NotImplementedError(f"{impl} does not support {dtype}: {exc}") from exc
+        sync(device)
+        _WARM.add(key)
     return fn, logits, target
 
 

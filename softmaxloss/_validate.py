@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from softmaxloss import _torch_private
+
 REDUCTIONS = ("none", "mean", "sum")
 
 
@@ -21,6 +23,9 @@ class Spec:
     num_classes: int
     prob_target: bool  # True: class-probability targets, False: class indices
     unbatched: bool  # input of shape (C,)
+    # True when the check proved that no target entry equals ignore_index (always so for
+    # ignore_index=None); False when some may (then the kernels mask rows on the device).
+    none_ignored: bool = False
 
 
 def check_input(input) -> None:
@@ -73,17 +78,49 @@ def check_target(input: torch.Tensor, target, ignore_index: int | None) -> Spec:
             f"target of class indices must have shape {expected} for input of shape "
             f"{tuple(input.shape)}, got {tuple(target.shape)}"
         )
-    if target.numel():
+    none_ignored = check_index_range(target, num_classes, ignore_index)
+    return Spec(num_classes, prob_target=False, unbatched=unbatched, none_ignored=none_ignored)
+
+
+def _range_error(target, num_classes, ignore_index) -> IndexError:
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    value = int(target[bad].flatten()[0])
+    ignored = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
+    return IndexError(f"target contains class index {value}, outside [0, {num_classes}){ignored}")
+
+
+def check_index_range(target, num_classes: int, ignore_index: int | None) -> bool:
+    """Every entry of ``target`` is a class in ``[0, C)`` or ``ignore_index``.
+
+    Returns True when it is proved that no entry equals ``ignore_index``, False when some may.
+
+    On the CPU: one ``aminmax`` (two numbers read back, nothing to wait for); only when the
+    range reaches outside ``[0, C)`` (an ignored entry, or an error) does the entry-wise check
+    run, and it names the first offending value (``IndexError``). Off the CPU the check runs
+    on the device without a host synchronisation (``F.cross_entropy`` does the same): a bad
+    index fails at the next synchronisation, as a device-side assertion with this message
+    and without the value.
+    """
+    if not target.numel():
+        return True
+    if target.device.type != "cpu":
         bad = (target < 0) | (target >= num_classes)
         if ignore_index is not None:
             bad &= target != ignore_index
-        if bool(bad.any()):
-            value = int(target[bad].flatten()[0])
-            ignored = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
-            raise IndexError(
-                f"target contains class index {value}, outside [0, {num_classes}){ignored}"
-            )
-    return Spec(num_classes, prob_target=False, unbatched=unbatched)
+        ignored = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
+        _torch_private.assert_async(
+            ~bad.any(), f"target contains a class index outside [0, {num_classes}){ignored}"
+        )
+        return ignore_index is None
+    lo, hi = (int(v) for v in torch.aminmax(target))
+    if lo < 0 or hi >= num_classes:
+        if ignore_index is None or not (lo <= ignore_index <= hi):
+            raise _range_error(target, num_classes, ignore_index)
+        if bool((((target < 0) | (target >= num_classes)) & (target != ignore_index)).any()):
+            raise _range_error(target, num_classes, ignore_index)
+    return ignore_index is None or not (lo <= ignore_index <= hi)
 
 
 def check_options(
@@ -141,7 +178,7 @@ def refuse_double_backward() -> None:
         )
 
 
-def check_registry_call(logits, target) -> None:
+def check_registry_call(logits, target) -> Spec:
     """The registry's contract: (N, C) float logits, (N,) class indices in [0, C)."""
     check_input(logits)
     if logits.dim() != 2:
@@ -154,4 +191,4 @@ def check_registry_call(logits, target) -> None:
             f"target must hold int64 class indices for registry implementations, "
             f"got dtype {target.dtype}"
         )
-    check_target(logits, target, ignore_index=None)
+    return check_target(logits, target, ignore_index=None)

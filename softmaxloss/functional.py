@@ -103,8 +103,9 @@ def _index_grad_(p, t, kept, wt, weight, smoothing, scale, r):
     With ``p`` the softmax and ``scale = r S`` this is r_n (S_n p_nc - q_nc).
     """
     p.mul_(scale[:, None])
-    if not bool(kept.all()):  # ignored rows: 0 even where their logits are inf/NaN (as F)
-        p.masked_fill_((kept == 0)[:, None], 0.0)
+    # ignored rows: 0 even where their logits are inf/NaN (as F); unconditionally, since
+    # asking whether any row is ignored would wait for the device
+    p.masked_fill_((kept == 0)[:, None], 0.0)
     #   - r_n (1 - e) w_{t_n}   at (n, t_n)
     p.scatter_add_(1, t[:, None], (-(1.0 - smoothing) * wt * r)[:, None])
     if smoothing:
@@ -159,7 +160,9 @@ def _reduce(loss_rows, reduction: str, denominator):
 
 def _row_count(x):
     """The mean's denominator for probability targets: rows, NaN when there are none (as F)."""
-    return x.new_tensor(float(x.shape[0]) if x.shape[0] else float("nan"))
+    # new_full, not new_tensor: a fill on the device, not a copy from the host (which on CUDA
+    # waits for the copy)
+    return x.new_full((), float(x.shape[0]) if x.shape[0] else float("nan"))
 
 
 def _kept_rows(r, kept):
@@ -268,9 +271,10 @@ class FusedCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, target, weight, ignore_index, code, smoothing, prob, inplace):
+    def forward(x, target, weight, ignore_index, code, smoothing, prob, inplace, target_grad=False):
         M, C = x.shape
         m = x.amax(1)
+        grad_target = None
         if prob:
             q, S = _prob_rows(target, weight, smoothing, C)
             D = _row_count(x)
@@ -280,6 +284,8 @@ class FusedCrossEntropy(torch.autograd.Function):
             g = x.sub_(m[:, None]) if inplace else x - m[:, None]
             if prob:
                 shifted_dot = _row_dot(g, q)
+                if target_grad:  # log p = log_softmax(x - m), before g turns into p
+                    grad_target = torch.log_softmax(g, 1)
             else:
                 w_dot = g.sum(1) if weight is None else g @ weight
                 shifted_dot = (1.0 - smoothing) * wt * g.gather(1, t[:, None]).squeeze(1)
@@ -300,32 +306,194 @@ class FusedCrossEntropy(torch.autograd.Function):
         # gradient = r_n (S_n p_nc - q_nc)
         if prob:
             g.mul_((r * S)[:, None]).sub_(q * r[:, None])
+            if grad_target is not None:
+                # d l_n / d P_nc = -(1 - e) w_c log p_nc, times r_n
+                w = -(1.0 - smoothing) if weight is None else weight * -(1.0 - smoothing)
+                grad_target.mul_(r[:, None] * w)
         else:
             r = _kept_rows(r, kept)
             _index_grad_(g, t, kept, wt, weight, smoothing, r * S, r)
         # (autograd refuses to save an input returned as-is: hand back a view of it)
-        return _reduce(loss_rows, ("none", "mean", "sum")[code], D), g.view_as(g)
+        loss = _reduce(loss_rows, ("none", "mean", "sum")[code], D)
+        if grad_target is None:
+            return loss, g.view_as(g)
+        return loss, g.view_as(g), grad_target
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.mark_non_differentiable(output[1])
+        ctx.mark_non_differentiable(*output[1:])
         ctx.set_materialize_grads(False)  # no zero grads for the saved intermediates
-        ctx.save_for_backward(output[1])
-        ctx.code, ctx.prob = inputs[4], inputs[6]
+        ctx.save_for_backward(*output[1:])
+        ctx.code = inputs[4]
 
     @staticmethod
-    def backward(ctx, grad_output, _):
+    def backward(ctx, grad_output, *_):
         if grad_output is None:  # the loss took no part in what is differentiated
             return (None,) * len(ctx.needs_input_grad)
+        _validate.refuse_double_backward()
+        g, *grad_target = ctx.saved_tensors
+        grad_target = grad_target[0] if grad_target else None
+        if ctx.code == 0:
+            g = g * grad_output[:, None]
+            if grad_target is not None:
+                grad_target = grad_target * grad_output[:, None]
+        # 1 (a plain loss.backward()): hand over g itself. Off the CPU the check would cost a
+        # device sync, so there g is always scaled.
+        elif grad_output.device.type != "cpu" or bool(grad_output != 1):
+            g = g * grad_output
+            if grad_target is not None:
+                grad_target = grad_target * grad_output
+        return g, grad_target, None, None, None, None, None, None, None
+
+
+# ----------------------------------------------------------------------------------------
+# The lean path: (N, C) logits, class indices, no class weights, no label smoothing (the
+# registry's case, and the common one). The fewest tiny tensor ops and no host-device
+# synchronisation; the Functions are old-style (``forward(ctx, ...)``) because ``apply`` of
+# a Function with ``setup_context`` binds its arguments through ``inspect.signature`` on every
+# call, which costs more than the arithmetic of a small input.
+#
+#   log p_{n,t_n} = (x_{n,t_n} - m_n) - log s_n     (log_softmax evaluates it in this order:
+#                                                   no cancellation at large logits)
+#   l_n           = -log p_{n,t_n}
+#   d l_n / d x_nc = p_nc - [c = t_n]
+#
+# scaled by r = 1/D (mean, D = kept rows), 1 (sum) or g_n (none); ignored rows (``kept``
+# false) get 0. ``kept`` is None when the argument check proved that no row is ignored.
+# ----------------------------------------------------------------------------------------
+def _log_p_at_target(x, t2):
+    """``log p_{n,t_n}`` as an (M, 1) tensor (``t2``: the (M, 1) targets), through one scratch
+    buffer of at most about 4 MiB (chunks of rows, as ``_max_log_sum_exp``), never a
+    logits-sized temporary."""
+    M, C = x.shape
+    rows = max(1, _CHUNK_BYTES // max(1, C * x.element_size()))
+    # under torch.compile the compiler fuses the two into one kernel: no chunks, no out=
+    if rows >= M or torch.compiler.is_compiling():
+        return torch.log_softmax(x, 1).gather(1, t2)
+    out = x.new_empty(M, 1)
+    scratch = x.new_empty(rows, C)
+    for i in range(0, M, rows):
+        chunk = x[i : i + rows]
+        log_p = _torch_private.log_softmax_into(chunk, 1, out=scratch[: chunk.shape[0]])
+        torch.gather(log_p, 1, t2[i : i + rows], out=out[i : i + rows])
+    return out
+
+
+def _lean_loss(log_p_t, kept, code, kept_count):
+    """The reduced loss from log p at the targets (M, 1)."""
+    if kept is None:
+        if code == 1:
+            return log_p_t.mean().neg()  # no rows: NaN, as F
+        return log_p_t.view(-1).neg() if code == 0 else log_p_t.sum().neg()
+    log_p_t = torch.where(kept[:, None], log_p_t, 0.0)  # where: an ignored row's may be NaN
+    if code == 0:
+        return log_p_t.view(-1).neg()
+    total = log_p_t.sum().neg()
+    return total if code == 2 else total / kept_count  # nothing kept: NaN, as F
+
+
+def _lean_scale(grad_output, code, kept, kept_count, rows):
+    """r as a 0-dim or (M, 1) tensor; 0 on ignored rows."""
+    if code == 0:
+        r = grad_output[:, None]
+    elif code == 2:
+        r = grad_output
+    elif kept is None:
+        r = grad_output * (1.0 / rows if rows else float("nan"))
+    else:
+        r = grad_output / kept_count
+    if kept is not None:
+        r = torch.where(kept[:, None], r, 0.0)
+    return r
+
+
+def _lean_grad_(p, t2, kept, r):
+    """Turns the softmax ``p`` into r (p - onehot(t)) in place.
+
+    ``r``: a Python float (a constant scale: no tensor op for it) or a 0-dim or (M, 1) tensor.
+    """
+    constant = isinstance(r, float)
+    if not (constant and r == 1.0):
+        p.mul_(r)
+    if kept is not None:  # 0 even where an ignored row's logits are inf/NaN (as F)
+        p.masked_fill_(~kept[:, None], 0.0)
+    minus_r = p.new_full((1, 1), -r) if constant else r.neg()
+    return p.scatter_add_(1, t2, minus_r.expand(p.shape[0], 1))
+
+
+class LeanManual(torch.autograd.Function):
+    """manual on the lean path: forward keeps nothing logits-sized; backward recomputes p."""
+
+    @staticmethod
+    def forward(ctx, x, t2, kept, code):
+        kept_count = None if kept is None else kept.sum()
+        loss = _lean_loss(_log_p_at_target(x, t2), kept, code, kept_count)
+        ctx.save_for_backward(x, t2, kept, kept_count)
+        ctx.code = code
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        _validate.refuse_double_backward()
+        x, t2, kept, kept_count = ctx.saved_tensors
+        r = _lean_scale(grad_output, ctx.code, kept, kept_count, x.shape[0])
+        return _lean_grad_(torch.softmax(x, 1), t2, kept, r), None, None, None
+
+
+class LeanFused(torch.autograd.Function):
+    """fused on the lean path: forward builds the gradient for grad_output = 1 (in the
+    logits' storage with ``inplace``); backward scales it."""
+
+    @staticmethod
+    def forward(ctx, x, t2, kept, code, inplace):
+        M = x.shape[0]
+        kept_count = None if kept is None else kept.sum()
+        shifted_t = x.gather(1, t2) - x.amax(1, keepdim=True)  # x_{n,t_n} - m_n <= 0, exact
+        g = _softmax_into(x) if inplace else torch.softmax(x, 1)
+        # max_c p_nc = exp(0) / s_n, so log p_{n,t_n} = (x_{n,t_n} - m_n) + log max_c p_nc:
+        # one read pass over p instead of a second pass of exponentials (log_softmax, exp)
+        log_p_t = shifted_t.add_(g.amax(1, keepdim=True).log_())
+        loss = _lean_loss(log_p_t, kept, code, kept_count)
+        if kept is None:  # r: 1 / M (mean), 1 (sum, and none before grad_output)
+            r = (1.0 / M if M else float("nan")) if code == 1 else 1.0
+        else:
+            r = _lean_scale(g.new_ones(()) if code else g.new_ones(M), code, kept, kept_count, M)
+        _lean_grad_(g, t2, kept, r)
+        ctx.save_for_backward(g)
+        ctx.code = code
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
         _validate.refuse_double_backward()
         (g,) = ctx.saved_tensors
         if ctx.code == 0:
             g = g * grad_output[:, None]
         # 1 (a plain loss.backward()): hand over g itself. Off the CPU the check would cost a
         # device sync, so there g is always scaled.
-        elif grad_output.device.type != "cpu" or bool(grad_output != 1):
+        elif grad_output.device.type != "cpu" or grad_output.item() != 1:
             g = g * grad_output
-        return g, None, None, None, None, None, None, None
+        return g, None, None, None, None
+
+
+def _lean_autograd(x, t2, kept, code):
+    """The lean forward of ``manual``, left to autograd."""
+    kept_count = None if kept is None else kept.sum()
+    return _lean_loss(torch.log_softmax(x, 1).gather(1, t2), kept, code, kept_count)
+
+
+def lean_loss(x, t, kept, code: int, impl: str, inplace: bool = False):
+    """The lean path on validated (M, C) rows in the compute dtype.
+
+    ``t``: int64 class indices (ignored rows pointed at any valid class), ``kept``: None (no
+    row ignored) or the bool mask of kept rows; ``code``: 0 none, 1 mean, 2 sum.
+    """
+    t2 = t[:, None]
+    if impl == "manual":
+        return LeanManual.apply(x, t2, kept, code)
+    if impl == "fused":
+        return LeanFused.apply(x if inplace else x.contiguous(), t2, kept, code, inplace)
+    return _lean_autograd(x, t2, kept, code)
 
 
 # ----------------------------------------------------------------------------------------
@@ -382,6 +550,13 @@ def _dispatch(input, target, weight, options: Options, spec):
             label_smoothing=smoothing,
         )
     dtype = input.dtype
+    if (
+        weight is None
+        and not smoothing
+        and not spec.prob_target
+        and (input.dim() == 2 or spec.unbatched)
+    ):
+        return _dispatch_lean(input, target, options, spec)
     x, t = _to_rows(input, target, spec)
     cdt = _compute_dtype(dtype)
     if cdt != dtype:
@@ -400,10 +575,32 @@ def _dispatch(input, target, weight, options: Options, spec):
     else:
         if not inplace:
             x = x.contiguous()
+        target_grad = spec.prob_target and target.requires_grad and torch.is_grad_enabled()
         loss = FusedCrossEntropy.apply(
-            x, t, w, ignore_index, code, smoothing, spec.prob_target, inplace
+            x, t, w, ignore_index, code, smoothing, spec.prob_target, inplace, target_grad
         )[0]
     return _from_rows(loss.to(dtype), input, spec, reduction)
+
+
+def _dispatch_lean(input, target, options: Options, spec):
+    """The lean path of a validated (N, C) or (C,) call with class indices, no weight and no
+    label smoothing."""
+    dtype = input.dtype
+    x, t = (input.unsqueeze(0), target.unsqueeze(0)) if spec.unbatched else (input, target)
+    cdt = _compute_dtype(dtype)
+    if cdt != dtype:
+        x = x.to(cdt)
+    if t.dtype != torch.int64:
+        t = t.long()
+    kept = None
+    if not spec.none_ignored:
+        kept = t != options.ignore_index
+        t = t.masked_fill(~kept, 0)
+    code = _REDUCTION_CODES[options.reduction]
+    loss = lean_loss(x, t, kept, code, options.impl, options.inplace)
+    if spec.unbatched and code == 0:
+        loss = loss.squeeze(0)
+    return loss.to(dtype)
 
 
 def _check_inplace(input, impl, spec):
@@ -458,11 +655,6 @@ def cross_entropy(
         reduction = _torch_private.legacy_reduction(size_average, reduce)
     _check_impl(impl, inplace)
     spec = _validate.check_all(input, target, weight, ignore_index, reduction, label_smoothing)
-    if impl == "fused" and spec.prob_target and target.requires_grad and torch.is_grad_enabled():
-        raise ValueError(
-            "impl='fused' gives no gradient with respect to target, but target requires grad; "
-            "use impl='manual' (or detach target)"
-        )
     if inplace:
         _check_inplace(input, impl, spec)
     options = Options(impl, reduction, ignore_index, label_smoothing, inplace)
@@ -487,8 +679,7 @@ def cross_entropy_rows(logits, target, options: Options = Options()):
     if not isinstance(options, Options):
         raise TypeError(f"options must be a softmaxloss Options, got {type(options).__name__}")
     _check_impl(options.impl, options.inplace)
-    _validate.check_registry_call(logits, target)
-    spec = _validate.Spec(logits.shape[1], prob_target=False, unbatched=False)
+    spec = _validate.check_registry_call(logits, target)
     _validate.check_options(
         logits, spec.num_classes, None, options.reduction, options.label_smoothing
     )

@@ -13,7 +13,13 @@ import torch
 from torch.autograd import gradcheck
 
 import softmaxloss
-from softmaxloss.functional import FusedCrossEntropy, ManualCrossEntropy, ManualCrossEntropyProb
+from softmaxloss.functional import (
+    FusedCrossEntropy,
+    LeanFused,
+    LeanManual,
+    ManualCrossEntropy,
+    ManualCrossEntropyProb,
+)
 from softmaxloss.naive import NaiveSoftmaxLoss
 
 OPTIONS = {
@@ -76,6 +82,21 @@ def test_gradcheck_manual_probability_targets_wrt_input_and_target(reduction, op
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("option", ["plain", "weight", "smoothing", "weight_ignore_smoothing"])
+def test_gradcheck_fused_probability_targets_wrt_input_and_target(reduction, option):
+    kw = {k: v for k, v in OPTIONS[option].items() if k != "ignore"}
+    x, _, opts = _inputs(3, **kw)
+    gen = torch.Generator().manual_seed(4)
+    p = torch.softmax(torch.randn(5, 4, generator=gen, dtype=torch.float64), 1)
+    p.requires_grad_(True)
+
+    def f(x, p):
+        return softmaxloss.cross_entropy(x, p, reduction=reduction, impl="fused", **opts)
+
+    assert gradcheck(f, (x, p))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_gradcheck_fused_probability_targets_wrt_input(reduction):
     x, _, opts = _inputs(5, weight=True, smoothing=0.2)
     p = torch.softmax(torch.randn(5, 4, dtype=torch.float64), 1)
@@ -99,6 +120,21 @@ def test_gradcheck_functions_directly():
             lambda x, c=code: FusedCrossEntropy.apply(x, t, w, 1, c, 0.1, False, False)[0],
             (x,),
         )
+
+
+@pytest.mark.parametrize("code", [0, 1, 2], ids=["none", "mean", "sum"])
+@pytest.mark.parametrize("ignored", [False, True])
+def test_gradcheck_lean_functions_directly(code, ignored):
+    """The lean path's Functions ((N, C), class indices, no weight, no smoothing), with no
+    row ignored (``kept=None``) and with a kept-row mask."""
+    x, t, _ = _inputs(8, shape=(6, 5))
+    kept = None
+    if ignored:
+        kept = torch.tensor([True, False, True, True, False, True])
+        t = t.masked_fill(~kept, 0)
+    t2 = t[:, None]
+    assert gradcheck(lambda x: LeanManual.apply(x, t2, kept, code), (x,))
+    assert gradcheck(lambda x: LeanFused.apply(x, t2, kept, code, False), (x,))
 
 
 def test_gradcheck_naive_manual():

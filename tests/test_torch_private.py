@@ -75,3 +75,27 @@ def test_legacy_reduction_maps_as_the_documented_nn_loss_arguments(size_average,
         ours = torch.nn.functional.cross_entropy(x, t, reduction=expected)
         legacy = torch.nn.functional.cross_entropy(x, t, size_average=size_average, reduce=reduce)
     assert torch.equal(ours, legacy)
+
+
+def test_private_log_softmax_with_out_writes_into_out_and_in_place():
+    assert hasattr(torch, "_log_softmax"), "torch._log_softmax is gone: fix _torch_private.py"
+    gen = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        x = (torch.randn(6, 5, generator=gen, dtype=torch.float64) * 50).to(dtype)
+        expected = torch.log_softmax(x.double(), 1)
+        out = torch.empty_like(x)
+        got = _torch_private.log_softmax_into(x, 1, out=out)
+        assert got.data_ptr() == out.data_ptr(), "torch._log_softmax(out=) ignores out"
+        scale = float(expected.abs().max())
+        assert float((got.double() - expected).abs().max()) <= 4 * torch.finfo(dtype).eps * scale
+        y = x.clone()
+        ptr = y.data_ptr()
+        _torch_private.log_softmax_into(y, 1, out=y)
+        assert y.data_ptr() == ptr and torch.equal(y, got)
+
+
+def test_private_assert_async_passes_true_and_raises_false_on_the_cpu():
+    assert hasattr(torch, "_assert_async"), "torch._assert_async is gone: fix _torch_private.py"
+    _torch_private.assert_async(torch.tensor(True), "never raised")
+    with pytest.raises(RuntimeError, match="class index outside"):
+        _torch_private.assert_async(torch.tensor(False), "class index outside [0, 3)")

@@ -17,13 +17,14 @@ from softmaxloss.commands import (
     depth,
     history,
     machine,
+    overhead,
     ratios,
     site,
     torch_versions,
 )
 from softmaxloss.errors import CommandError, UsageError
 
-COMMANDS = (compare, ratios, depth, machine, site, torch_versions, asv_quiet, history)
+COMMANDS = (compare, ratios, overhead, depth, machine, site, torch_versions, asv_quiet, history)
 
 
 class _Parser(argparse.ArgumentParser):

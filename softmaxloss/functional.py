@@ -268,6 +268,8 @@ class FusedCrossEntropy(torch.autograd.Function):
     Memory: one logits-sized buffer ``g`` is allocated in forward (none with ``inplace``,
     which reuses the logits' storage). Backward hands ``g`` itself to autograd when
     grad_output is 1 for a reduced loss, so forward+backward peaks at one extra buffer.
+    With ``target_grad`` (probability targets that require grad) forward also builds the
+    target's gradient, r_n (-(1 - e) w_c log p_nc), in a second buffer.
     """
 
     @staticmethod
@@ -473,6 +475,10 @@ class LeanFused(torch.autograd.Function):
         # device sync, so there g is always scaled.
         elif grad_output.device.type != "cpu" or grad_output.item() != 1:
             g = g * grad_output
+        else:
+            # a new tensor over g's storage: with inplace, g is the caller's logits tensor,
+            # which autograd would copy before keeping it as a .grad; a view it keeps as is
+            g = g.view_as(g)
         return g, None, None, None, None
 
 
@@ -650,6 +656,12 @@ def cross_entropy(
         backward instead of reading garbage; a leaf input that requires grad is refused.
 
     An all-ignored batch with ``reduction="mean"`` returns NaN, as F.cross_entropy does.
+    Class-probability targets that require grad get their gradient from every impl.
+
+    Off the CPU no check reads a value back from the device (no host-device
+    synchronisation): a class index out of range then fails at the next synchronisation, as
+    a device-side assertion (as ``F.cross_entropy``'s own check does), instead of raising
+    ``IndexError`` here.
     """
     if size_average is not None or reduce is not None:
         reduction = _torch_private.legacy_reduction(size_average, reduce)

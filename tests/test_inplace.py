@@ -129,3 +129,23 @@ def test_inplace_module():
     module(h * 1.0, t).backward()
     _, ref_grad, _ = f_reference(h, t, label_smoothing=0.1)
     assert_normwise(h.grad, ref_grad, 1e-12)
+
+
+@pytest.mark.parametrize("call", ["registry", "cross_entropy"])
+def test_gradient_reaches_the_leaf_in_the_logits_storage_without_a_copy(call):
+    """grad_output 1 on the CPU: the gradient written over the logits becomes leaf.grad
+    itself (a copy would cost a logits-sized buffer and its page faults)."""
+    import softmaxloss
+
+    leaf = _h(shape=(7, 4), seed=3)
+    t = torch.tensor([0, 3, 1, 2, 2, 0, 1])
+    _, ref_grad, _ = f_reference(leaf.detach(), t)
+    logits = leaf.clone()  # CloneBackward passes the gradient through unchanged
+    ptr = logits.data_ptr()
+    if call == "registry":
+        loss = softmaxloss.IMPLEMENTATIONS["fused_inplace"](logits, t)
+    else:
+        loss = cross_entropy(logits, t, impl="fused", inplace=True)
+    loss.backward()
+    assert leaf.grad.data_ptr() == ptr
+    assert_normwise(leaf.grad, ref_grad, 1e-12)

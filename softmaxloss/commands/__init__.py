@@ -1,0 +1,1 @@
+"""Subcommands of ``python -m softmaxloss`` (one module each, ``add_parser(subparsers)``)."""

@@ -29,6 +29,8 @@ Conventions (numpy's and scipy's suites):
 from __future__ import annotations
 
 import functools
+import time
+import timeit
 
 import torch
 
@@ -145,3 +147,24 @@ class Benchmark:
     repeat = (4, 10, 1.0)
     rounds = 2
     timeout = 120
+
+
+class CPUTimeBenchmark(Benchmark):
+    """Timings on the CPU, by the process's CPU time (``time.process_time``).
+
+    On a shared machine the wall clock also counts the time the process sat descheduled;
+    the CPU time of a one-thread process does not. The grid has ``device = "cpu"`` only.
+    """
+
+    params = [IMPLS, SIZES, DTYPES, ["cpu"]]
+    timer = staticmethod(time.process_time)
+
+
+class CUDATimeBenchmark(Benchmark):
+    """Timings on a GPU: the wall clock (asv's default timer), every timed call synchronised.
+
+    CPU time would leave out the time the host waits in ``torch.cuda.synchronize``.
+    """
+
+    params = [IMPLS, SIZES, DTYPES, ["cuda"]]
+    timer = staticmethod(timeit.default_timer)

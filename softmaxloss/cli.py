@@ -22,13 +22,15 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from softmaxloss import depth, report
-    from softmaxloss.commands import gate
+    from softmaxloss.commands import bisect, detection, gate
 
     parser = _Parser(prog="python -m softmaxloss", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     report.add_parser(sub)
     depth.add_parser(sub)
     gate.add_parser(sub)
+    detection.add_parser(sub)
+    bisect.add_parser(sub)
     return parser
 
 

@@ -32,13 +32,17 @@ GATE_ARGS ?=
 TV_CONFIG ?= asv.torch-versions.conf.json
 TV_BASE ?= 2.13.0
 TV_OTHER ?= 2.14.1
-MACHINE = $(shell $(PYTHON) tools/asv_machine.py name)
-LAUNCH = $(shell $(PYTHON) tools/asv_machine.py launch)
+# Evaluated once, on first use (each is a Python start with a torch import).
+MACHINE = $(eval MACHINE := $$(shell $(PYTHON) -m softmaxloss machine name))$(MACHINE)
+LAUNCH = $(eval LAUNCH := $$(shell $(PYTHON) -m softmaxloss machine launch))$(LAUNCH)
 
 .PHONY: bench-deps valgrind asv-machine bench bench-quick gate detection-power bisect torch-versions
 
+# What the asv targets need in $(PYTHON): asv, and what `python -m softmaxloss` (run from
+# this checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
 bench-deps:
-	$(PYTHON) -m pip install -q "asv==0.6.6" "virtualenv>=20"
+	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
+	  "torch==$(TORCH)" numpy "rich>=13" "asv==0.6.6" "virtualenv>=20"
 
 # valgrind runs the instruction counts (benchmarks/bench_instructions.py). Installed with
 # apt-get where there is one (as root, or with sudo); never fatal: without valgrind those
@@ -52,19 +56,24 @@ valgrind:
 	    echo "valgrind: could not install it; instruction counts will be skipped" >&2; \
 	  else echo "valgrind: not installed, no apt-get; instruction counts will be skipped" >&2; fi; }
 
+# asv's machine file (~/.asv-machine.json); its questionnaire goes to /dev/null.
 asv-machine: bench-deps
-	$(ASV) machine --yes --machine "$(MACHINE)"
+	@$(ASV) machine --yes --machine "$(MACHINE)" > /dev/null
+
+# asv run's output through `asv-quiet`: progress, failures with their stderr, one line
+# counting the skipped parameter combinations by reason; asv's exit status is kept.
+QUIET = $(PYTHON) -m softmaxloss asv-quiet --
 
 # The main job: builds the environment, runs the whole suite on HEAD, publishes the site.
 # A failed benchmark (asv exit 2) still gets the site published, then fails the target.
 bench: asv-machine valgrind
-	@rc=0; $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr HEAD^! || rc=$$?; \
+	@rc=0; $(QUIET) $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr HEAD^! || rc=$$?; \
 	$(MAKE) --no-print-directory site || exit $$?; \
 	echo "bench: asv run exit $$rc; serve the site with: make preview"; exit $$rc
 
 # Whole suite, one sample each, in this interpreter (no environment build, nothing saved).
 bench-quick: asv-machine
-	$(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
+	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
 
 # make gate BASE=<rev>: BASE vs HEAD (python -m softmaxloss gate). The command exits 1 on a
 # regression and 2 on a benchmark failure; make itself turns any failure into exit 2, so
@@ -95,13 +104,13 @@ torch-versions: asv-machine
 	$(ASV) run --config $(TV_CONFIG) --machine "$(MACHINE)" $(LAUNCH) --show-stderr \
 	  -b '$(GATE_BENCH)' HEAD^! || [ $$? -eq 2 ]
 	$(MAKE) --no-print-directory site ASV_CONF=$(TV_CONFIG)
-	$(PYTHON) tools/torch_versions.py --config $(TV_CONFIG) --machine "$(MACHINE)" \
+	$(PYTHON) -m softmaxloss torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
 	  --base $(TV_BASE) --other $(TV_OTHER) --factor $(FACTOR) HEAD
 
 # ---- benchmark site (issue 6): offline asv html site -------------------------------------
 # `site`: asv publish, then the front-page summary (fastest / most precise) and the offline
 # rewrite (CDN scripts/styles -> local copies from the asv 0.5.1 sdist on PyPI, cached in
-# .asv/vendor-cache). Both tools are re-applied after every publish (publish recreates the dir).
+# .asv/vendor-cache). Both steps are re-applied after every publish (publish recreates the dir).
 # `preview`: serves the html dir on 127.0.0.1 only (asv preview binds 0.0.0.0).
 ASV_CONF ?= asv.conf.json
 SITE_DIR ?= .asv/html
@@ -111,8 +120,8 @@ PORT ?= 8080
 
 site: bench-deps
 	$(PYTHON) -m asv publish --config $(ASV_CONF)
-	$(PYTHON) -m tools.site_summary --config $(ASV_CONF)
-	$(PYTHON) -m tools.offline_site --config $(ASV_CONF)
+	$(PYTHON) -m softmaxloss site-summary --config $(ASV_CONF)
+	$(PYTHON) -m softmaxloss offline-site --config $(ASV_CONF)
 	@echo "site: $(SITE_DIR)/index.html (open with: make preview)"
 
 preview:

@@ -66,10 +66,15 @@ _DUMP = re.compile(r"cg\.\d+\.(\d+)")
 
 
 def _region_runners(fn, logits, target):
-    """The three regions as callables ``run(on, off_and_dump)``."""
+    """The three regions as callables ``run(on, off_and_dump)``.
+
+    As in bench_time: fresh non-leaf logits for every call (``fresh_logits``), made outside
+    the region.
+    """
+    from benchmarks.common import fresh_logits
 
     def forward(on, off):
-        x = logits.detach().requires_grad_(True)
+        x = fresh_logits(logits)[1]
         on()
         try:
             fn(x, target)  # the result is dropped inside the region, as in time_forward
@@ -77,8 +82,7 @@ def _region_runners(fn, logits, target):
             off()
 
     def backward(on, off):
-        x = logits.detach().requires_grad_(True)
-        loss = fn(x, target)  # a fresh graph, built outside the region
+        loss = fn(fresh_logits(logits)[1], target)  # a fresh graph, built outside the region
         on()
         try:
             loss.backward()
@@ -86,7 +90,7 @@ def _region_runners(fn, logits, target):
             off()
 
     def forward_backward(on, off):
-        x = logits.detach().requires_grad_(True)
+        x = fresh_logits(logits)[1]
         on()
         try:
             fn(x, target).backward()

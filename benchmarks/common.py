@@ -20,19 +20,43 @@ Conventions (numpy's and scipy's suites):
 * ``setup`` must stay cheap: asv_runner re-runs ``setup`` before *every* timed sample and
   forces ``number = 1`` when a benchmark has a setup. Inputs therefore come from a small
   per-process cache (``make_inputs``); only the first sample pays for drawing them.
+* Every call gets fresh *non-leaf* logits (``fresh_logits``: a leaf copy's ``clone()``, as a
+  layer's output would be), made in ``setup``, outside the timed call: ``fused_inplace``
+  overwrites its logits and refuses a leaf.
 * CUDA: every timed call ends with ``sync()`` (``torch.cuda.synchronize``), so the wall clock
   covers the kernels; ``make bench`` runs CUDA machines with ``--launch-method spawn`` (the
   config's forkserver elsewhere) and puts the GPU's name in the machine name
-  (tools/asv_machine.py).
+  (``python -m softmaxloss machine``).
+* The measuring instruments (``sync``, the non-leaf copy, the peak-memory method) are the
+  package's ``softmaxloss/harness.py`` *of this checkout*, loaded from its file: asv measures
+  other commits' packages with this suite, and the instrument must not change with the
+  commit measured (nor be missing from an old one).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import sys
 import time
 import timeit
+from pathlib import Path
 
 import torch
+
+
+def _load_harness():
+    path = Path(__file__).resolve().parents[1] / "softmaxloss" / "harness.py"
+    spec = importlib.util.spec_from_file_location("_softmaxloss_suite_harness", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load_harness()
+sync = harness.sync
+fresh_logits = harness.leaf_and_logits
 
 IMPLS = [
     "naive_manual",
@@ -40,6 +64,7 @@ IMPLS = [
     "manual",
     "autograd",
     "fused",
+    "fused_inplace",
     "torch",
     # Optional: measured when the commit registers them, skipped otherwise.
     "compiled",
@@ -69,12 +94,6 @@ def require_device(device: str) -> None:
         raise NotImplementedError("cuda: torch.cuda.is_available() is False")
     if device not in ("cpu", "cuda"):
         raise NotImplementedError(f"unknown device {device!r}")
-
-
-def sync(device: str) -> None:
-    """Waits for queued kernels (CUDA); a no-op on CPU."""
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def _unsupported():
@@ -131,7 +150,7 @@ def prepare(impl: str, size: str, dtype: str, device: str, scale: str = "normal"
     fn = get_impl(impl)
     logits, target = make_inputs(size, dtype, device, scale)
     try:
-        fn(logits[:2].detach().requires_grad_(True), target[:2])
+        fn(fresh_logits(logits[:2])[1], target[:2])
     except _unsupported() as exc:
         raise NotImplementedError(f"{impl} does not support {dtype}: {exc}") from exc
     return fn, logits, target

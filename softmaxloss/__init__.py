@@ -1,13 +1,19 @@
 """Softmax cross-entropy with hand-written gradients, measured against an exact reference.
 
-``IMPLEMENTATIONS`` is the single registry (a plain dict, name -> ``f(logits, target)``):
-tests, benchmarks, the report command and the plots all iterate over it, so assigning a new
-entry is all it takes to have an implementation measured everywhere.
+Public API re-exports only. ``IMPLEMENTATIONS`` (``softmaxloss.registry``) is the single
+registry, a plain dict ``name -> f(logits, target)``: tests, benchmarks, the commands and the
+plots all iterate over it, so assigning a new entry is all it takes to have an implementation
+measured everywhere.
 """
 
-from softmaxloss._validate import UnsupportedDtypeError
-from softmaxloss.functional import IMPLS, SoftmaxCrossEntropyLoss, cross_entropy
-from softmaxloss.implementations import default_implementations
+from softmaxloss.errors import UnsupportedDtypeError, UsageError
+from softmaxloss.functional import (
+    IMPLS,
+    Options,
+    SoftmaxCrossEntropyLoss,
+    cross_entropy,
+    cross_entropy_rows,
+)
 from softmaxloss.reference import (
     ERROR_CAP,
     ErrorReport,
@@ -18,8 +24,7 @@ from softmaxloss.reference import (
     measure,
     reference_loss_and_grad,
 )
-
-IMPLEMENTATIONS: dict = default_implementations()
+from softmaxloss.registry import IMPLEMENTATIONS, default_implementations
 
 __version__ = "0.1.0"
 
@@ -28,10 +33,13 @@ __all__ = [
     "IMPLEMENTATIONS",
     "IMPLS",
     "ErrorReport",
+    "Options",
     "SoftmaxCrossEntropyLoss",
     "UnsupportedDtypeError",
+    "UsageError",
     "capped",
     "cross_entropy",
+    "cross_entropy_rows",
     "default_implementations",
     "grad_error_eps",
     "grad_l1_distance",

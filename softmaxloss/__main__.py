@@ -1,5 +1,6 @@
 import sys
 
-from softmaxloss.cli import main
+from softmaxloss.commands import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned worker re-imports the main module
+    sys.exit(main())

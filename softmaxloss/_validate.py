@@ -14,13 +14,6 @@ import torch
 REDUCTIONS = ("none", "mean", "sum")
 
 
-class UnsupportedDtypeError(TypeError):
-    """An implementation does not support the logits' dtype (e.g. the naive pair on bf16).
-
-    Benchmarks skip exactly this error; any other ``TypeError`` is a failure.
-    """
-
-
 @dataclass(frozen=True)
 class Spec:
     """What the checks learned about a call: the layout the kernels work on."""

@@ -30,14 +30,33 @@ NaN when every row is ignored) and ``D = rows`` for probabilities.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softmaxloss import _validate
+from softmaxloss import _torch_private, _validate
+from softmaxloss.errors import UnsupportedDtypeError
 
 IMPLS = ("manual", "fused", "autograd", "torch")
 """The values ``cross_entropy(..., impl=...)`` accepts."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """The scalar options of one cross-entropy call (everything but the tensors).
+
+    Field meanings and defaults are ``cross_entropy``'s. Immutable, so a registry entry can
+    hold one and share it between calls.
+    """
+
+    impl: str = "manual"
+    reduction: str = "mean"
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+    inplace: bool = False
+
 
 _REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 
@@ -113,7 +132,7 @@ def _max_log_sum_exp(x):
     scratch = x.new_empty(min(rows, M), C)
     for i in range(0, M, rows):
         chunk = x[i : i + rows]
-        p = torch._softmax(chunk, 1, False, out=scratch[: chunk.shape[0]])
+        p = _torch_private.softmax_into(chunk, 1, out=scratch[: chunk.shape[0]])
         torch.neg(p.amax(1).log_(), out=log_s[i : i + rows])  # max_c p_nc = 1 / s_n
     return m, log_s
 
@@ -237,7 +256,7 @@ class ManualCrossEntropyProb(torch.autograd.Function):
 # ----------------------------------------------------------------------------------------
 def _softmax_into(g):
     """softmax over dim 1, written into ``g`` itself (no new buffer)."""
-    return torch._softmax(g, 1, False, out=g)
+    return _torch_private.softmax_into(g, 1, out=g)
 
 
 class FusedCrossEntropy(torch.autograd.Function):
@@ -349,8 +368,10 @@ def _autograd_rows(x, t, weight, ignore_index, reduction, smoothing, prob):
     return _reduce(_kept_rows(loss_rows, kept), reduction, D)
 
 
-def _dispatch(input, target, weight, ignore_index, reduction, smoothing, impl, spec, inplace):
+def _dispatch(input, target, weight, options: Options, spec):
     """Runs a validated call."""
+    impl, reduction, ignore_index = options.impl, options.reduction, options.ignore_index
+    smoothing, inplace = options.label_smoothing, options.inplace
     if impl == "torch":
         return F.cross_entropy(
             input,
@@ -395,7 +416,7 @@ def _check_inplace(input, impl, spec):
             f"inplace=True needs contiguous (N, C) or (C,) input, got shape "
             f"{tuple(input.shape)} (contiguous={input.is_contiguous()})"
         )
-    base = input if input._base is None else input._base
+    base = _torch_private.view_base(input)
     if base.is_leaf and base.requires_grad:
         raise ValueError(
             "inplace=True overwrites input with its gradient, so input must not be a leaf "
@@ -434,11 +455,8 @@ def cross_entropy(
     An all-ignored batch with ``reduction="mean"`` returns NaN, as F.cross_entropy does.
     """
     if size_average is not None or reduce is not None:
-        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    if not isinstance(inplace, bool):
-        raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}")
+        reduction = _torch_private.legacy_reduction(size_average, reduce)
+    _check_impl(impl, inplace)
     spec = _validate.check_all(input, target, weight, ignore_index, reduction, label_smoothing)
     if impl == "fused" and spec.prob_target and target.requires_grad and torch.is_grad_enabled():
         raise ValueError(
@@ -447,9 +465,40 @@ def cross_entropy(
         )
     if inplace:
         _check_inplace(input, impl, spec)
-    return _dispatch(
-        input, target, weight, ignore_index, reduction, label_smoothing, impl, spec, inplace
+    options = Options(impl, reduction, ignore_index, label_smoothing, inplace)
+    return _dispatch(input, target, weight, options, spec)
+
+
+def _check_impl(impl, inplace) -> None:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if not isinstance(inplace, bool):
+        raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}")
+
+
+def cross_entropy_rows(logits, target, options: Options = Options()):
+    """Cross-entropy of ``(N, C)`` logits and ``(N,)`` class indices, all in ``[0, C)``.
+
+    The registry's contract (no index is ignored, so every target must be a valid class);
+    ``options`` carries the scalar options (``Options()``: ``impl="manual"``, mean). The
+    registry entries are this function with a fixed ``Options``. Checks every argument before
+    any arithmetic, as ``cross_entropy`` does.
+    """
+    if not isinstance(options, Options):
+        raise TypeError(f"options must be a softmaxloss Options, got {type(options).__name__}")
+    _check_impl(options.impl, options.inplace)
+    _validate.check_registry_call(logits, target)
+    spec = _validate.Spec(logits.shape[1], prob_target=False, unbatched=False)
+    _validate.check_options(
+        logits, spec.num_classes, None, options.reduction, options.label_smoothing
     )
+    if options.inplace:
+        if logits.dtype not in (torch.float32, torch.float64):  # a skip for the benchmarks
+            raise UnsupportedDtypeError(
+                f"inplace=True needs float32 or float64 logits, got {logits.dtype}"
+            )
+        _check_inplace(logits, options.impl, spec)
+    return _dispatch(logits, target, None, options, spec)
 
 
 class SoftmaxCrossEntropyLoss(nn.Module):
@@ -469,7 +518,7 @@ class SoftmaxCrossEntropyLoss(nn.Module):
     ) -> None:
         super().__init__()
         if size_average is not None or reduce is not None:
-            reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+            reduction = _torch_private.legacy_reduction(size_average, reduce)
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         if reduction not in _validate.REDUCTIONS:

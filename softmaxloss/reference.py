@@ -34,6 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from softmaxloss import _validate
+from softmaxloss.harness import leaf_and_logits
+from softmaxloss.registry import IMPLEMENTATIONS
+
 ERROR_CAP = 1e12
 """Ceiling, in eps, for recorded errors; non-finite errors are recorded as this value."""
 
@@ -58,8 +62,6 @@ def reference_loss_and_grad(logits: torch.Tensor, target: torch.Tensor):
 
     Returns ``(loss, grad)``: a ``np.longdouble`` and an ``(N, C)`` longdouble array.
     """
-    from softmaxloss import _validate
-
     _validate.check_registry_call(logits, target)
     _require_extended()
     x = _to_ld(logits)
@@ -124,12 +126,13 @@ class ErrorReport:
 def measure(impl, logits: torch.Tensor, target: torch.Tensor, reference=None) -> ErrorReport:
     """Runs ``impl`` (a registry name or callable) forward+backward and scores it.
 
+    ``impl`` is fed a non-leaf copy of ``logits`` (``harness.leaf_and_logits``); the gradient
+    scored is the one that reaches the leaf.
+
     ``reference`` is a precomputed ``reference_loss_and_grad(logits, target)`` (it is the
     slow part, so callers measuring several implementations compute it once).
     """
     if isinstance(impl, str):
-        from softmaxloss import IMPLEMENTATIONS
-
         if impl not in IMPLEMENTATIONS:
             raise ValueError(
                 f"impl must be one of {tuple(IMPLEMENTATIONS)} (softmaxloss.IMPLEMENTATIONS), "
@@ -137,8 +140,8 @@ def measure(impl, logits: torch.Tensor, target: torch.Tensor, reference=None) ->
             )
         impl = IMPLEMENTATIONS[impl]
     ref_loss, ref_grad = reference or reference_loss_and_grad(logits, target)
-    x = logits.detach().clone().requires_grad_(True)
-    loss = impl(x, target)
+    x, fed = leaf_and_logits(logits)  # non-leaf logits: see softmaxloss.registry
+    loss = impl(fed, target)
     loss.backward()
     if x.grad is None:
         name = getattr(impl, "__name__", repr(impl))

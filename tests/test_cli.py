@@ -80,7 +80,7 @@ def test_compare_table_lists_every_impl():
 
 
 # The brief's cases run as real subprocesses (exit status, stderr, no traceback end to end);
-# the other bad arguments run in-process through cli.main (each subprocess costs ~2 s of
+# the other bad arguments run in-process through commands.main (each subprocess costs ~2 s of
 # torch import on this machine).
 SUBPROCESS_BAD_ARGS = [
     (["compare", "--size", "0"], r"--size must be a positive integer, got 0"),
@@ -126,7 +126,7 @@ def test_bad_arguments_subprocess(args, match):
     ids=[" ".join(a) or "none" for a, _ in IN_PROCESS_BAD_ARGS],
 )
 def test_bad_arguments_in_process(args, match, capsys):
-    from softmaxloss.cli import main
+    from softmaxloss.commands import main
 
     try:
         code = main(args)

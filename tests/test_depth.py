@@ -14,7 +14,10 @@ import torch
 import torch.nn.functional as F
 
 import softmaxloss
-from softmaxloss import cli, data, depth
+from softmaxloss import depth
+from softmaxloss.commands import main as cli_main
+from softmaxloss.commands.depth import parse_depths
+from softmaxloss.depth import data
 
 # ---------------------------------------------------------------------------------------------
 # A tiny CIFAR-10 directory in the official format
@@ -115,15 +118,15 @@ def test_cli_bad_data_dir_is_one_line_without_traceback(tmp_path):
 )
 def test_invalid_depths_refused(tmp_path, capsys, bad):
     with pytest.raises(ValueError, match="--depths"):
-        depth.parse_depths(bad)
-    rc = cli.main(["depth", "--dataset", "synthetic", "--depths", bad, "--out", str(tmp_path)])
+        parse_depths(bad)
+    rc = cli_main(["depth", "--dataset", "synthetic", "--depths", bad, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "--depths" in err and err.count("\n") == 1
 
 
 def test_parse_depths_accepts_positive_integers():
-    assert depth.parse_depths("1,2,4,8") == [1, 2, 4, 8]
-    assert depth.parse_depths(" 3 ") == [3]
+    assert parse_depths("1,2,4,8") == [1, 2, 4, 8]
+    assert parse_depths(" 3 ") == [3]
 
 
 @pytest.mark.parametrize(
@@ -138,7 +141,7 @@ def test_parse_depths_accepts_positive_integers():
     ],
 )
 def test_other_bad_arguments_refused(tmp_path, capsys, args):
-    rc = cli.main(["depth", "--dataset", "synthetic", "--out", str(tmp_path), *args])
+    rc = cli_main(["depth", "--dataset", "synthetic", "--out", str(tmp_path), *args])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and args[0] in err
 
@@ -191,7 +194,7 @@ def _run_depth(tmp_path, *extra, dataset="digits", depths="1,3"):
     out = tmp_path / "out"
     argv = ["depth", "--dataset", dataset, "--depths", depths, "--out", str(out)]
     argv += ["--steps", "20", "--batch", "64", "--width", "16", "--seed", "5", *extra]
-    assert cli.main(argv) == 0
+    assert cli_main(argv) == 0
     return out, _read_csv(out / "depth.csv")
 
 
@@ -324,3 +327,45 @@ def _png_size(path):
     assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
     width, height = struct.unpack(">II", raw[16:24])
     return len(raw), width, height
+
+
+# ---------------------------------------------------------------------------------------------
+# The asv depth benchmark's one call
+
+
+def _independent_first_layer_error(fn, depth_, logit_scale):
+    """first_layer_error's recipe, with float64 F.cross_entropy backprop as the reference."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds = data.load_synthetic(seed=0, n_train=512, n_test=128)
+        model = depth.make_mlp(ds.features, 32, depth_, ds.classes, seed=0)
+        depth.train(model, ds, steps=30, batch=128, lr=1e-2, seed=0)
+        x64, y = ds.batch("test", np.arange(128))
+        y = torch.from_numpy(y)
+        net = copy.deepcopy(model).float()
+        x = torch.from_numpy(x64).float()
+        ref_net = copy.deepcopy(net).double()
+        F.cross_entropy(ref_net(x.double()) * logit_scale, y).backward()
+        fn(net(x) * logit_scale, y).backward()
+    finally:
+        torch.set_num_threads(threads)
+    a, b = depth.linears(net)[0], depth.linears(ref_net)[0]
+    g = torch.cat([a.weight.grad.flatten(), a.bias.grad]).double()
+    ref = torch.cat([b.weight.grad.flatten(), b.bias.grad])
+    return float((g - ref).abs().max() / ref.abs().max()) / torch.finfo(torch.float32).eps
+
+
+@pytest.mark.parametrize("name", ["manual", "fused_inplace"])
+def test_first_layer_error_matches_an_independent_float64_check(name):
+    fn = softmaxloss.IMPLEMENTATIONS[name]
+    got = depth.first_layer_error(fn, "float32", 2, 4.0)
+    expected = _independent_first_layer_error(fn, 2, 4.0)
+    # float64 backprop is ~1e-16 from exact: ~1e-9 float32 eps
+    assert abs(got - expected) < 1e-6 and 0 < got < 1e4
+    assert depth.first_layer_error(fn, "float32", 2, 4.0) == got  # seeded: the same number
+
+
+def test_first_layer_error_of_the_overflowing_naive_pair_is_inf():
+    fn = softmaxloss.IMPLEMENTATIONS["naive_manual"]
+    assert depth.first_layer_error(fn, "float32", 1, 1e4) == math.inf

@@ -19,14 +19,12 @@ import torch
 import torch.nn.functional as F
 
 import softmaxloss
+from benchmarks import common
+from softmaxloss.commands import build_parser
 from softmaxloss.commands import gate as gate_cmd
-from softmaxloss.suite import detection, gate, results
+from softmaxloss.suite import detection, gate, results, torch_versions
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import common  # noqa: E402
-from tools import torch_versions  # noqa: E402
 
 MACHINE = "m"
 BASE, HEAD = "a" * 40, "b" * 40
@@ -311,7 +309,7 @@ def test_gate_command_exit_codes_and_job_summary(tmp_path, monkeypatch, capsys, 
     monkeypatch.setattr(gate, "run", fake_run)
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    parser = __import__("softmaxloss.cli", fromlist=["build_parser"]).build_parser()
+    parser = build_parser()
     args = parser.parse_args(["gate", "main", "--machine", MACHINE])
     rc = args.func(args)
     out = capsys.readouterr().out

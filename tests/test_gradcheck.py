@@ -14,7 +14,7 @@ from torch.autograd import gradcheck
 
 import softmaxloss
 from softmaxloss.functional import FusedCrossEntropy, ManualCrossEntropy, ManualCrossEntropyProb
-from softmaxloss.implementations import NaiveSoftmaxLoss
+from softmaxloss.naive import NaiveSoftmaxLoss
 
 OPTIONS = {
     "plain": dict(),

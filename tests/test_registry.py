@@ -16,12 +16,21 @@ from conftest import assert_normwise
 
 import softmaxloss
 from softmaxloss import capped, measure, reference_loss_and_grad
-from softmaxloss.report import compare
+from softmaxloss.commands.compare import compare
 
 NAMES = tuple(softmaxloss.IMPLEMENTATIONS)
 NAIVE = ("naive_manual", "naive_autograd")
 STABLE = tuple(n for n in NAMES if n not in NAIVE)
-BUILT_INS = {"naive_manual", "naive_autograd", "manual", "autograd", "fused", "torch"}
+FLOAT32_64_ONLY = ("fused_inplace",)  # writes the gradient into the logits' own storage
+BUILT_INS = {
+    "naive_manual",
+    "naive_autograd",
+    "manual",
+    "autograd",
+    "fused",
+    "fused_inplace",
+    "torch",
+}
 
 
 def test_registry_is_a_plain_dict_with_the_built_ins():
@@ -41,7 +50,7 @@ def test_every_entry_matches_f_cross_entropy_float64(name, shape, dtype):
     ref = F.cross_entropy(xr, t)
     ref.backward()
     xi = x.clone().requires_grad_(True)
-    loss = softmaxloss.IMPLEMENTATIONS[name](xi, t)
+    loss = softmaxloss.IMPLEMENTATIONS[name](xi.clone(), t)  # non-leaf logits, as a layer's
     assert loss.dtype == dtype and loss.dim() == 0
     go = torch.tensor(0.75, dtype=dtype)  # a non-unit grad_output: gradient scales with it
     loss.backward(go)
@@ -51,7 +60,7 @@ def test_every_entry_matches_f_cross_entropy_float64(name, shape, dtype):
     assert_normwise(xi.grad, 0.75 * xr.grad, tol, name, floor=1e-2 / shape[0])
 
 
-@pytest.mark.parametrize("name", STABLE)
+@pytest.mark.parametrize("name", [n for n in STABLE if n not in FLOAT32_64_ONLY])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_stable_entries_accept_low_precision(name, dtype):
     gen = torch.Generator().manual_seed(1)
@@ -68,6 +77,16 @@ def test_stable_entries_accept_low_precision(name, dtype):
 def test_naive_entries_refuse_low_precision(name, dtype):
     with pytest.raises(TypeError, match=str(dtype)):
         softmaxloss.IMPLEMENTATIONS[name](torch.zeros(2, 3, dtype=dtype), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("name", FLOAT32_64_ONLY)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_inplace_entry_refuses_low_precision_as_unsupported(name, dtype):
+    x = torch.zeros(2, 3, dtype=dtype)
+    before = x.clone()
+    with pytest.raises(softmaxloss.UnsupportedDtypeError, match=str(dtype)):
+        softmaxloss.IMPLEMENTATIONS[name](x * 1, torch.tensor([0, 1]))
+    assert torch.equal(x, before)
 
 
 def test_registering_an_entry_makes_compare_measure_it(monkeypatch):

@@ -3,7 +3,8 @@
 Builds a scratch asv project (a git repo with one tiny benchmark module over
 ``softmaxloss.IMPLEMENTATIONS``: a ``time_`` and an ``eps`` ``track_`` benchmark), runs it in
 the current Python (``environment_type: existing``, no env build), publishes it, adds the
-front-page summary (``tools.site_summary``), makes it self-contained (``tools.offline_site``),
+front-page summary (``softmaxloss.suite.site_summary``), makes it self-contained
+(``softmaxloss.suite.offline_site``),
 serves it on 127.0.0.1 and loads the graph pages in Chromium with every non-loopback host
 unresolvable and a dead proxy. A control run on the untouched published site must fail the
 same checks, so the browser set-up really is offline.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import offline_site, site_summary
+from softmaxloss.suite import offline_site, site_summary
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ not an ancestor of BAD, unknown revision, asv failure).
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from softmaxloss.suite import bisect
+from softmaxloss.suite.machine import machine_name
 
 
 def add_parser(sub) -> None:
@@ -25,7 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--impl", default=None, help="count instructions of this impl only")
     p.add_argument("--repo", default=".")
     p.add_argument("--config", default="asv.conf.json")
-    p.add_argument("--machine", default=None, help="asv machine name (default: host name)")
+    p.add_argument(
+        "--machine", default=None, help="asv machine name (default: python -m softmaxloss machine)"
+    )
     p.add_argument("--launch-method", default=None)
     p.set_defaults(func=main)
 
@@ -37,7 +39,7 @@ def main(args) -> int:
     def echo(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    machine = args.machine or socket.gethostname().split(".")[0] or "localhost"
+    machine = args.machine or machine_name()
     try:
         found = bisect.bisect(
             os.path.abspath(args.repo),

@@ -10,10 +10,10 @@ argument, e.g. a BASE that is not a commit).
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from softmaxloss.suite import gate
+from softmaxloss.suite.machine import machine_name
 
 
 def parse_thresholds(items) -> dict:
@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--head", default="HEAD", help="the commit under test (default HEAD)")
     p.add_argument("--config", default="asv.conf.json", help="asv config, relative to --repo")
     p.add_argument("--repo", default=".", help="repository root (default: .)")
-    p.add_argument("--machine", default=None, help="asv machine name (default: host name)")
+    p.add_argument(
+        "--machine", default=None, help="asv machine name (default: python -m softmaxloss machine)"
+    )
     p.add_argument("--launch-method", default=None, help="passed to asv run")
     p.add_argument("--bench", default=gate.GATE_BENCH, help="asv -b regex (default: %(default)s)")
     p.add_argument(
@@ -75,7 +77,7 @@ def main(args) -> int:
 
     try:
         thresholds = parse_thresholds(args.threshold)
-        machine = args.machine or socket.gethostname().split(".")[0] or "localhost"
+        machine = args.machine or machine_name()
         repo = os.path.abspath(args.repo)
         log_path = os.path.join(repo, ".asv", "gate.log")
         run = gate.run(

@@ -47,22 +47,15 @@ def is_ancestor(repo: str, older: str, newer: str) -> bool:
     return proc.returncode == 0
 
 
-def load_config(path: str) -> dict:
-    """asv.conf.json (JSON with // comment lines), via asv's own reader."""
-    from asv import util
+def results_dir(config_file: str) -> str:
+    """The config's ``results_dir``, absolute (read by the one asv config reader)."""
+    from softmaxloss.errors import CommandError
+    from softmaxloss.suite import config
 
     try:
-        return util.load_json(path, js_comments=True)
-    except (OSError, util.UserError) as exc:
-        raise SuiteError(f"cannot read asv config {path}: {exc}") from exc
-
-
-def config_path(config: str, name: str) -> str:
-    """A directory of the config (``results_dir``, ``env_dir``) as an absolute path."""
-    conf = load_config(config)
-    defaults = {"results_dir": "results", "env_dir": "env", "html_dir": "html"}
-    value = conf.get(name, defaults.get(name))
-    return os.path.join(os.path.dirname(os.path.abspath(config)), value)
+        return str(config.load(config_file).results_dir)
+    except CommandError as exc:
+        raise SuiteError(str(exc)) from None
 
 
 # asv's progress lines at commit level: "[ 12.50%] · For softmaxloss commit 1a2b3c4d ...".

@@ -73,7 +73,7 @@ def bisect(
 
 def _values(config, machine, bench, parent, commit):
     """The benchmark's values at the parent and at the found commit, where measured."""
-    results_dir = asv_run.config_path(config, "results_dir")
+    results_dir = asv_run.results_dir(config)
 
     def load(h):
         if h is None:

@@ -251,7 +251,7 @@ def measure(
     env = {**os.environ, "HOME": home}
     log = os.path.join(workdir, "asv.log")
     config = os.path.join(repo, "asv.conf.json")
-    results_dir = asv_run.config_path(config, "results_dir")
+    results_dir = asv_run.results_dir(config)
     rc = asv_run.run_asv(["machine", "--yes", "--machine", settings.machine], repo, log, env=env)
     if rc != 0:
         raise asv_run.SuiteError(f"asv machine exited {rc}; see {log}")

@@ -278,7 +278,7 @@ def run(
     if echo is not None:
         echo(f"gate: BASE {base[:8]}, HEAD {head[:8]}; asv output in {log_path}")
     config = os.path.join(repo, config)
-    results_dir = asv_run.config_path(config, "results_dir")
+    results_dir = asv_run.results_dir(config)
     hashfile = asv_run.write_hashfile(
         os.path.join(os.path.dirname(log_path), "gate-commits.txt"), [base, head]
     )

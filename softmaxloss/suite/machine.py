@@ -1,8 +1,8 @@
-"""Prints asv's machine name and launch options for this host (used by the Makefile).
+"""asv's machine name and launch options for this host (``python -m softmaxloss machine``).
 
-``python tools/asv_machine.py name``: the host name, plus ``-cuda-<gpu>`` when nvidia-smi
-reports a GPU (CUDA results must not mix with CPU-only results of the same host).
-``python tools/asv_machine.py launch``: ``--launch-method spawn`` on a CUDA host (CUDA
+``machine_name()``: the host name, plus ``-cuda-<gpu>`` when nvidia-smi reports a GPU (CUDA
+results must not mix with CPU-only results of the same host).
+``launch_args()``: ``--launch-method spawn`` on a CUDA host (CUDA
 cannot be re-initialised in a forked child), nothing otherwise: CPU runs keep the
 ``launch_method`` of asv.conf.json, forkserver (spawn, asv 0.6.6's "auto", costs ~1 s per
 benchmark process here).
@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 
 
 def gpu_name() -> str | None:
@@ -34,21 +33,15 @@ def gpu_name() -> str | None:
     return names[0] if names else None
 
 
-def main(argv: list[str]) -> int:
-    what = argv[1] if len(argv) > 1 else "name"
+def machine_name() -> str:
+    """asv's machine name for this host: the host name, plus ``-cuda-<gpu>`` with a GPU."""
+    name = socket.gethostname().split(".")[0] or "localhost"
     gpu = gpu_name()
-    if what == "name":
-        name = socket.gethostname().split(".")[0] or "localhost"
-        if gpu:
-            name += "-cuda-" + re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
-        print(name)
-    elif what == "launch":
-        print("--launch-method spawn" if gpu else "")
-    else:
-        print(f"usage: {argv[0]} name|launch", file=sys.stderr)
-        return 2
-    return 0
+    if gpu:
+        name += "-cuda-" + re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
+    return name
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+def launch_args() -> str:
+    """Extra ``asv run`` options: ``--launch-method spawn`` on a CUDA host, else nothing."""
+    return "--launch-method spawn" if gpu_name() else ""

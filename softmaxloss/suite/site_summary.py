@@ -13,27 +13,28 @@ Rules: smaller is better for both (times; errors in eps). Precision ties are com
 package records ``max(error, 1)``), so every implementation at the minimum is named.
 Values asv could not measure (skipped, failed) are left out of the ranking.
 
-Run after ``asv publish`` (which recreates ``index.html``) and before ``tools.offline_site``.
-Usage: ``python -m tools.site_summary [--config asv.conf.json | --results-dir R --html-dir H]``
+Run after ``asv publish`` (which recreates ``index.html``) and before ``offline_site``.
+Command: ``python -m softmaxloss site-summary [--config asv.conf.json | --results-dir R
+--html-dir H]``
 """
 
 from __future__ import annotations
 
-import argparse
 import html
 import itertools
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
+
+from softmaxloss.errors import CommandError
 
 BEGIN, END = "<!-- softmaxloss-summary -->", "<!-- /softmaxloss-summary -->"
 ANCHOR = '<div id="summarygrid-display"'
 
 
-class SummaryError(Exception):
+class SummaryError(CommandError):
     """A one-line reason the summary could not be built."""
 
 
@@ -236,53 +237,3 @@ def text_table(summary: Summary) -> str:
                 cells.append(f"{','.join(winners)} {_fmt(best, row.unit)}" if winners else "n/a")
             lines.append(f"  {row.benchmark.split('.', 1)[-1]} [{case}]: " + " | ".join(cells))
     return "\n".join(lines)
-
-
-def dirs_from_config(config: Path) -> tuple[Path, Path]:
-    from asv import util
-
-    conf = util.load_json(str(config), js_comments=True)
-    base = Path(config).resolve().parent
-    return base / conf.get("results_dir", "results"), base / conf.get("html_dir", "html")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.site_summary", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--config", type=Path, default=None, help="asv.conf.json (default)")
-    parser.add_argument("--results-dir", type=Path)
-    parser.add_argument("--html-dir", type=Path)
-    parser.add_argument("--impl-param", default="impl")
-    parser.add_argument("--text", action="store_true", help="also print the tables as text")
-    args = parser.parse_args(argv)
-    try:
-        if args.results_dir is None or args.html_dir is None:
-            config = args.config or Path("asv.conf.json")
-            if not config.is_file():
-                raise SummaryError(
-                    f"{config} not found (pass --config or --results-dir/--html-dir)"
-                )
-            results_dir, html_dir = dirs_from_config(config)
-            results_dir, html_dir = args.results_dir or results_dir, args.html_dir or html_dir
-        else:
-            results_dir, html_dir = args.results_dir, args.html_dir
-        summary = summarize(results_dir, args.impl_param)
-        index = Path(html_dir) / "index.html"
-        if not index.is_file():
-            raise SummaryError(f"{index} not found: run `asv publish` first")
-        inject(index, render(summary))
-    except (SummaryError, OSError, ValueError) as exc:
-        print(f"site_summary: error: {exc}", file=sys.stderr)
-        return 1
-    if args.text:
-        print(text_table(summary))
-    print(
-        f"site_summary: {len(summary.fastest)} speed and {len(summary.precise)} precision rows "
-        f"over {len(summary.series)} series ({'; '.join(summary.series)}) -> {index}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 Defaults follow the seed: 3200 x 3200 standard-normal logits, targets ``arange(N) % C``.
 For each implementation in ``softmaxloss.IMPLEMENTATIONS`` it reports the loss, the loss and
 gradient errors in eps against the extended-precision reference, and the median forward and
-backward seconds (each backward timed on a fresh graph; CUDA synchronised), plus the seed's
+backward seconds (``harness.time_impls``: the timing ``ratios`` uses too), plus the seed's
 metric, the L1 distance between the ``manual`` and ``autograd`` gradients.
 
 JSON output never contains ``Infinity``/``NaN``: non-finite numbers are written as ``null``.
@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
-import time
 
 import torch
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from softmaxloss import harness
+from softmaxloss.errors import UsageError
+from softmaxloss.reference import grad_l1_distance, measure, reference_loss_and_grad
+from softmaxloss.registry import IMPLEMENTATIONS
+
+COMPARE_DTYPES = ("float32", "float64")  # names of harness.DTYPES the seed's case is run in
 
 
 def add_parser(sub):
     p = sub.add_parser("compare", help="the seed's manual-vs-autograd experiment, every impl")
     p.add_argument("--size", type=int, default=3200, help="rows N (default 3200)")
     p.add_argument("--classes", type=int, default=None, help="classes C (default: N)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--dtype", choices=COMPARE_DTYPES, default="float32")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=5, help="timed runs per impl (median)")
@@ -36,40 +39,18 @@ def add_parser(sub):
     return p
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time_impl(fn, x, target, repeats, device):
-    forward, backward = [], []
-    for _ in range(repeats):
-        xi = x.detach().clone().requires_grad_(True)
-        _sync(device)
-        t0 = time.perf_counter()
-        loss = fn(xi, target)
-        _sync(device)
-        t1 = time.perf_counter()
-        loss.backward()
-        _sync(device)
-        backward.append(time.perf_counter() - t1)
-        forward.append(t1 - t0)
-    return statistics.median(forward), statistics.median(backward)
-
-
 def _finite_or_none(value):
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 def compare(size=3200, classes=None, dtype="float32", device="cpu", seed=0, repeats=5, scale=1.0):
     """Runs the experiment; returns the report as a dict of plain Python values."""
-    from softmaxloss import IMPLEMENTATIONS, grad_l1_distance, measure, reference_loss_and_grad
-
     classes = size if classes is None else classes
-    gen = torch.Generator().manual_seed(seed)
-    x = (torch.randn(size, classes, generator=gen, dtype=torch.float64) * scale).to(DTYPES[dtype])
-    target = torch.arange(size) % classes
-    x, target = x.to(device), target.to(device)
+    x, target = harness.seed_case(size, classes, dtype, seed, scale, device)
     reference = reference_loss_and_grad(x, target)
     out = {
         "config": {
@@ -90,19 +71,25 @@ def compare(size=3200, classes=None, dtype="float32", device="cpu", seed=0, repe
         "seconds": {},
         "errors": {},
     }
-    grads = {}
-    for name, fn in IMPLEMENTATIONS.items():
+    impls = dict(IMPLEMENTATIONS)
+    reports = {}
+    for name, fn in impls.items():
         try:
-            report = measure(fn, x, target, reference)
-            fwd, bwd = _time_impl(fn, x, target, repeats, device)
+            reports[name] = measure(fn, x, target, reference)
         except Exception as exc:  # one broken implementation must not hide the others
-            out["errors"][name] = f"{type(exc).__name__}: {exc}"
+            out["errors"][name] = _error(exc)
+    timings = harness.time_impls({n: impls[n] for n in reports}, x, target, repeats, device)
+    grads = {}
+    for name, report in reports.items():
+        timing = timings[name]
+        if isinstance(timing, Exception):
+            out["errors"][name] = _error(timing)
             continue
         grads[name] = report.grad
         out["loss"][name] = report.loss
         out["loss_error_eps"][name] = report.loss_error_eps
         out["grad_error_eps"][name] = report.grad_error_eps
-        out["seconds"][name] = {"forward": fwd, "backward": bwd}
+        out["seconds"][name] = {"forward": timing.forward, "backward": timing.backward}
     if "manual" in grads and "autograd" in grads:
         out["grad_l1_distance"] = grad_l1_distance(grads["manual"], grads["autograd"])
     else:
@@ -159,8 +146,6 @@ def format_table(rep) -> str:
 
 
 def run(args) -> int:
-    from softmaxloss.cli import UsageError
-
     if args.size <= 0:
         raise UsageError(f"--size must be a positive integer, got {args.size}")
     if args.classes is not None and args.classes <= 0:

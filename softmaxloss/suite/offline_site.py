@@ -14,18 +14,16 @@ stupidtable, blueimp-md5 and bootstrap from CDNs; offline the page redirects to 
    versions, so the CDN's SRI hashes would not match);
 3. verifies that no page or stylesheet still loads anything from another origin.
 
-Idempotent: run it after every ``asv publish`` (publish recreates the html dir). Exits 1
-with a one-line ``offline_site: error: ...`` if an asset cannot be obtained, a CDN URL has
+Idempotent: run it after every ``asv publish`` (publish recreates the html dir). Raises
+``OfflineSiteError`` (the command: one line, exit 1) if an asset cannot be obtained, a CDN URL has
 no local counterpart, or an external URL is left. Links the reader clicks (``<a href>``,
 e.g. asv's logo linking to its GitHub page) load nothing and are left alone.
 
-Usage: ``python -m tools.offline_site [--config asv.conf.json | --html-dir DIR]``
+Command: ``python -m softmaxloss offline-site [--config asv.conf.json | --html-dir DIR]``
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import shutil
@@ -34,6 +32,8 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from softmaxloss.errors import CommandError
 
 VENDOR_PACKAGE = "asv==0.5.1"
 VENDOR_MEMBER_PREFIX = "asv-0.5.1/asv/www/vendor/"
@@ -74,7 +74,7 @@ _CSS_EXTERNAL = re.compile(
 )
 
 
-class OfflineSiteError(Exception):
+class OfflineSiteError(CommandError):
     """A one-line reason the site could not be made self-contained."""
 
 
@@ -192,44 +192,3 @@ def make_offline(html_dir: Path, cache_dir: Path) -> dict:
         raise OfflineSiteError(f"external URL left after rewriting: {left[0]} ({len(left)} in all)")
     return {"html_dir": str(html_dir), "assets": len(VENDOR_FILES), "pages": len(pages),
             "rewritten": len(rewritten)}  # fmt: skip
-
-
-def html_dir_from_config(config: Path) -> Path:
-    """``html_dir`` of an asv.conf.json (asv's JSON-with-comments), relative to its folder."""
-    from asv import util
-
-    conf = util.load_json(str(config), js_comments=True)
-    return (Path(config).resolve().parent / conf.get("html_dir", "html")).resolve()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.offline_site", description=__doc__.split("\n")[0]
-    )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, default=None, help="asv.conf.json (default)")
-    where.add_argument("--html-dir", type=Path, help="the published html dir")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".asv/vendor-cache"))
-    args = parser.parse_args(argv)
-    try:
-        if args.html_dir is not None:
-            html_dir = args.html_dir
-        else:
-            config = args.config or Path("asv.conf.json")
-            if not config.is_file():
-                raise OfflineSiteError(f"{config} not found (pass --config or --html-dir)")
-            html_dir = html_dir_from_config(config)
-        info = make_offline(html_dir, args.cache_dir)
-    except (OfflineSiteError, OSError, json.JSONDecodeError) as exc:
-        print(f"offline_site: error: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"offline_site: {info['html_dir']} is self-contained: {info['assets']} assets in "
-        f"{VENDOR_SUBDIR}/, {info['rewritten']} CDN URLs rewritten in {info['pages']} pages, "
-        "no external URL left"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

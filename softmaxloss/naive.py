@@ -1,11 +1,6 @@
-r"""The registered implementations: ``f(logits, target) -> loss``.
+r"""The seed's naive pair, registered as ``naive_manual`` and ``naive_autograd``.
 
-Contract shared by every entry: ``logits`` is an ``(N, C)`` floating tensor, ``target`` an
-``(N,)`` integer tensor of class indices in ``[0, C)``, the result is the mean loss as a 0-dim
-tensor of the logits' dtype, differentiable with respect to ``logits``. Bad input raises
-before any arithmetic.
-
-The naive pair is the seed's textbook formula, kept naive on purpose:
+The seed's textbook formula, kept naive on purpose:
 
     y_nc = exp(x_nc) / sum_k exp(x_nk)            (no max subtraction: overflows)
     L    = -(1/N) sum_n sum_c t_nc log y_nc        (t = one-hot target)
@@ -17,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from softmaxloss import _validate
-from softmaxloss.functional import _dispatch
+from softmaxloss.errors import UnsupportedDtypeError
 
 
 def _naive_forward(x, target):
@@ -54,7 +49,7 @@ class NaiveSoftmaxLoss(torch.autograd.Function):
 def _check_naive(logits, target):
     _validate.check_registry_call(logits, target)
     if logits.dtype in (torch.float16, torch.bfloat16):
-        raise _validate.UnsupportedDtypeError(
+        raise UnsupportedDtypeError(
             f"logits dtype {logits.dtype} is not supported by the naive implementations "
             "(exp overflows at 89 in bfloat16 and 11 in float16); use float32 or float64"
         )
@@ -70,33 +65,3 @@ def naive_autograd(logits, target):
     """The seed's formula differentiated by autograd (the seed's SoftmaxLossFunc)."""
     _check_naive(logits, target)
     return _naive_forward(logits, target)[0]
-
-
-def _registry_entry(impl: str):
-    def loss(logits, target):
-        _validate.check_registry_call(logits, target)
-        spec = _validate.Spec(logits.shape[1], prob_target=False, unbatched=False)
-        return _dispatch(logits, target, None, -100, "mean", 0.0, impl, spec, False)
-
-    loss.__name__ = impl
-    loss.__qualname__ = impl
-    loss.__doc__ = f"Registry entry: ``cross_entropy(logits, target, impl={impl!r})``."
-    return loss
-
-
-manual = _registry_entry("manual")
-autograd = _registry_entry("autograd")
-fused = _registry_entry("fused")
-torch_ = _registry_entry("torch")
-
-
-def default_implementations() -> dict:
-    """A fresh copy of the built-in registry."""
-    return {
-        "naive_manual": naive_manual,
-        "naive_autograd": naive_autograd,
-        "manual": manual,
-        "autograd": autograd,
-        "fused": fused,
-        "torch": torch_,
-    }

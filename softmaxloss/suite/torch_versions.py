@@ -4,33 +4,30 @@ asv's own ``compare`` only compares commits; ``make torch-versions`` runs one co
 several torch versions (asv.torch-versions.conf.json) and then this script prints, for every
 benchmark and parameter combination measured under both versions, ``other / base``. Every
 benchmark of the suite is smaller-is-better (times, peak memory, bytes, errors in eps), so a
-ratio above ``--factor`` is a regression of ``--other`` against ``--base``. Exit status: 0 none,
-1 at least one regression, 2 usage error or no comparable results.
-
-    python tools/torch_versions.py --config asv.torch-versions.conf.json --machine NAME \
-        --base 2.13.0 --other 2.14.1 --factor 2.0 HEAD
+ratio above ``--factor`` is a regression of ``--other`` against ``--base``. The command
+(``python -m softmaxloss torch-versions``) exits 0 on none, 1 on at least one regression, 2 on
+a usage error or when nothing is comparable.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import subprocess
-import sys
+
+from softmaxloss.suite import config
 
 
 def load_values(config_path: str, machine: str, commit: str) -> dict[str, dict]:
     """{torch version: {(benchmark, params): value}} for one commit and machine."""
     from asv import results as asv_results
-    from asv.config import Config
 
-    conf = Config.load(config_path)
+    conf = config.load(config_path)
     full = subprocess.run(
         ["git", "rev-parse", commit], capture_output=True, text=True, check=True
     ).stdout.strip()
     by_version: dict[str, dict] = {}
-    for res in asv_results.iter_results_for_machine_and_hash(conf.results_dir, machine, full):
+    for res in asv_results.iter_results_for_machine_and_hash(str(conf.results_dir), machine, full):
         version = res.params.get("torch") or res._requirements.get("torch")
         if not version:
             continue
@@ -68,42 +65,3 @@ def render(rows, base_name: str, other_name: str, factor: float) -> None:
     for name, params, a, b, ratio, bad in rows:
         table.add_row("!" if bad else "", name, params, f"{a:.4g}", f"{b:.4g}", f"{ratio:.2f}")
     Console(width=200).print(table)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("commit", nargs="?", default="HEAD")
-    parser.add_argument("--config", default="asv.torch-versions.conf.json")
-    parser.add_argument("--machine", required=True)
-    parser.add_argument("--base", default="2.13.0")
-    parser.add_argument("--other", default="2.14.1")
-    parser.add_argument("--factor", type=float, default=2.0)
-    args = parser.parse_args(argv)
-    if not args.factor > 1:
-        print(f"error: --factor must be > 1, got {args.factor}", file=sys.stderr)
-        return 2
-    try:
-        found = load_values(args.config, args.machine, args.commit)
-    except Exception as exc:  # asv UserError, git errors: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    missing = [v for v in (args.base, args.other) if v not in found]
-    if missing:
-        print(
-            f"error: no results for torch {', '.join(missing)} at {args.commit} on machine "
-            f"{args.machine!r} (found: {', '.join(sorted(found)) or 'none'})",
-            file=sys.stderr,
-        )
-        return 2
-    rows = compare(found[args.base], found[args.other], args.factor)
-    if not rows:
-        print("error: no benchmark measured under both versions", file=sys.stderr)
-        return 2
-    render(rows, args.base, args.other, args.factor)
-    bad = [r for r in rows if r[5]]
-    print(f"{len(bad)} of {len(rows)} results regressed beyond {args.factor}x")
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

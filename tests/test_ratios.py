@@ -1,0 +1,73 @@
+"""``python -m softmaxloss ratios``: the report, its JSON, its ratios and its bad arguments."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import softmaxloss
+from softmaxloss.commands import main
+from softmaxloss.commands import ratios as ratios_cmd
+
+
+def test_ratios_json_holds_every_impl_and_ratios_of_its_own_numbers(tmp_path, capsys):
+    out = tmp_path / "ratios.json"
+    rc = main(["ratios", "--size", "40", "--classes", "7", "--repeats", "2",
+               "--dtype", "float64,float32", "--no-memory", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    cases = json.loads(out.read_text())
+    assert [(c["shape"], c["dtype"]) for c in cases] == [([40, 7], "float64"), ([40, 7], "float32")]
+    for case in cases:
+        assert set(case["seconds"]) == set(softmaxloss.IMPLEMENTATIONS)
+        assert case["errors"] == {}
+        for t in case["seconds"].values():
+            assert t["forward"] > 0 and t["backward"] > 0 and t["total"] > 0
+        s = case["seconds"]
+        assert case["ratios"]["torch / fused (fwd+bwd)"] == pytest.approx(
+            s["torch"]["total"] / s["fused"]["total"]
+        )
+        assert case["ratios"]["autograd / manual (backward)"] == pytest.approx(
+            s["autograd"]["backward"] / s["manual"]["backward"]
+        )
+        assert "torch / fused (peak extra memory)" not in case["ratios"]
+    assert printed.count("ratios (> 1: the second is better):") == 2
+    for name in softmaxloss.IMPLEMENTATIONS:
+        assert re.search(rf"^{name}\s+\d", printed, re.M), name
+
+
+def test_ratios_memory_runs_in_a_fresh_process_and_counts_logits_buffers():
+    """512x4096 float32 (8 MiB logits): every implementation needs at least the gradient
+    (one buffer) and, built as they are from a few logits-sized temporaries, at most 8."""
+    peaks = ratios_cmd.peak_extra_buffers(["fused", "torch", "no_such_impl"], 512, 4096, "float32")
+    assert peaks["no_such_impl"] is None
+    for name in ("fused", "torch"):
+        assert 0.99 <= peaks[name] <= 8, (name, peaks[name])
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--size", "0"], r"--size must be a positive integer, got 0"),
+        (["--size", "8", "--classes", "-1"], r"--classes"),
+        (["--classes", "5"], r"--classes needs --size"),
+        (["--size", "8", "--dtype", "float16"], r"--dtype.*'float16'"),
+        (["--repeats", "0"], r"--repeats"),
+        (["--threads", "0"], r"--threads"),
+    ],
+)
+def test_bad_arguments_are_one_line(args, match, capsys):
+    rc = main(["ratios", *args])
+    err = capsys.readouterr()
+    assert rc == 2 and err.out == ""
+    assert len(err.err.splitlines()) == 1 and re.search(match, err.err), err.err
+
+
+def test_an_existing_json_file_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "kept.json"
+    out.write_text("earlier results")
+    rc = main(["ratios", "--size", "8", "--repeats", "1", "--no-memory", "--json", str(out)])
+    assert rc == 2 and "exists" in capsys.readouterr().err
+    assert out.read_text() == "earlier results"

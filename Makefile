@@ -21,14 +21,16 @@ format:
 	$(PYTHON) -m ruff check --fix .
 
 # ---- asv suite (README "Benchmarks (asv)", docs/gate.md) -----------------------------------
-# GATE_BENCH: the gate's selection: instruction counts, time, memory and precision, except the
-# Slow* classes (vocabulary-sized and float64 timings). The thresholds (one per metric family)
-# live in softmaxloss/suite/gate.py; GATE_ARGS passes more, e.g. GATE_ARGS="--threshold time=1.3".
+# GATE_BENCH: overrides the gate's selection (an asv -b regex; the default, in
+# softmaxloss/suite/gate.py, is instruction counts, time, memory and precision without the
+# Slow* classes). The thresholds (one per metric family) live there too; GATE_ARGS passes
+# more, e.g. GATE_ARGS="--threshold time=1.5". TV_BENCH: the torch-versions selection.
 ASV ?= $(PYTHON) -m asv
 # FACTOR: the ratio the torch-versions table flags (same code, two torch builds).
 FACTOR ?= 2.0
-GATE_BENCH ?= ^bench_(instructions|time|memory|precision)\.(?!Slow)
+GATE_BENCH ?=
 GATE_ARGS ?=
+TV_BENCH ?= ^bench_(time|memory|precision)\.(?!Slow)
 TV_CONFIG ?= asv.torch-versions.conf.json
 TV_BASE ?= 2.13.0
 TV_OTHER ?= 2.14.1
@@ -81,7 +83,7 @@ bench-quick: asv-machine
 gate: asv-machine valgrind
 	@test -n "$(BASE)" || { echo "usage: make gate BASE=<rev>" >&2; exit 2; }
 	$(PYTHON) -m softmaxloss gate '$(BASE)' --machine "$(MACHINE)" $(LAUNCH) \
-	  --bench '$(GATE_BENCH)' $(GATE_ARGS)
+	  $(if $(GATE_BENCH),--bench '$(GATE_BENCH)') $(GATE_ARGS)
 
 # The gate's detection power on a scratch history (30-60 min; docs/gate.md).
 # DETECTION_ARGS: e.g. "--runs 2 --factors 1.1,1.2".
@@ -102,7 +104,7 @@ bisect: asv-machine valgrind
 # Same commit under torch TV_BASE and TV_OTHER (2.14.1: a 5.4 GB environment).
 torch-versions: asv-machine
 	$(ASV) run --config $(TV_CONFIG) --machine "$(MACHINE)" $(LAUNCH) --show-stderr \
-	  -b '$(GATE_BENCH)' HEAD^! || [ $$? -eq 2 ]
+	  -b '$(TV_BENCH)' HEAD^! || [ $$? -eq 2 ]
 	$(MAKE) --no-print-directory site ASV_CONF=$(TV_CONFIG)
 	$(PYTHON) -m softmaxloss torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
 	  --base $(TV_BASE) --other $(TV_OTHER) --factor $(FACTOR) HEAD

@@ -18,8 +18,8 @@ stats dump at its end (``torch._C._valgrind_toggle_and_dump_stats``): one callgr
 per region, whose total ``Ir`` (instructions executed) is the count. Warm-up runs come
 first (``WARMUPS`` rounds at the small size: CPython 3.11 specialises bytecode after a few
 executions, so the first calls of the Python-heavy implementations count ~2% more; one
-round at the other sizes: allocator growth), then ``REPEATS[size]`` counted runs; the
-recorded count is their minimum. The ``track_`` benchmarks only look the numbers up.
+forward+backward at the other sizes: allocator growth), then ``REPEATS[size]`` counted
+runs; the recorded count is their minimum. The ``track_`` benchmarks only look the numbers up.
 
 Sizes: 128x100 and 1024x1000. The seed's 3200x3200 is left out on purpose: callgrind
 runs ~100x slower than native, and at 3200x3200 the grid took ~15 min per environment
@@ -116,8 +116,11 @@ def _plan(impls, sizes, repeats):
         for size in sizes:
             logits, target = make_inputs(size, "float32", "cpu")
             runners = _region_runners(fn, logits, target)
-            for _ in range(WARMUPS if size == sizes[0] else 1):
-                plan += [(impl, size, region, None, runners[region]) for region in REGIONS]
+            if size == sizes[0]:
+                for _ in range(WARMUPS):
+                    plan += [(impl, size, region, None, runners[region]) for region in REGIONS]
+            else:  # the code is warm: one forward+backward grows the allocator's pools
+                plan.append((impl, size, "forward_backward", None, runners["forward_backward"]))
             for rep in range(repeats[size]):
                 plan += [(impl, size, region, rep, runners[region]) for region in REGIONS]
     return plan

@@ -46,6 +46,11 @@ def add_parser(sub) -> None:
     p.add_argument("--bench", default=gate.GATE_BENCH, help="asv -b regex of the gate")
     p.add_argument("--threshold", action="append", metavar="FAMILY=RATIO")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="measure nothing: re-apply the decision (e.g. other --threshold) to --workdir",
+    )
     p.set_defaults(func=main)
 
 
@@ -66,18 +71,25 @@ def main(args) -> int:
             raise ValueError(f"--regions: forward and/or backward, got {args.regions!r}")
         if args.runs < 1 or args.noop_runs < 0 or args.noops < 0:
             raise ValueError("--runs must be >= 1, --noops and --noop-runs >= 0")
-        changes = detection.plan(args.noops, factors, precision, not args.no_memory, regions)
-        workdir = args.workdir or tempfile.mkdtemp(prefix="detection-power-")
-        os.makedirs(workdir, exist_ok=True)
-        clone = os.path.join(workdir, "repo")
-        if os.path.exists(clone):
-            raise ValueError(f"{clone} exists: give a new --workdir")
-        echo(f"detection-power: work directory {workdir} (asv output in asv.log)")
-        commits = detection.build_history(os.path.abspath(args.repo), clone, changes, args.impl)
         settings = detection.Settings(
             impl=args.impl, runs=args.runs, noop_runs=args.noop_runs, pattern=args.bench
         )
-        phases = detection.measure(clone, workdir, commits, changes, settings, echo)
+        if args.evaluate:
+            if not args.workdir:
+                raise ValueError("--evaluate needs the --workdir of a measured study")
+            workdir = args.workdir
+            commits, changes, phases = detection.load_measured(workdir)
+        else:
+            changes = detection.plan(args.noops, factors, precision, not args.no_memory, regions)
+            workdir = args.workdir or tempfile.mkdtemp(prefix="detection-power-")
+            os.makedirs(workdir, exist_ok=True)
+            clone = os.path.join(workdir, "repo")
+            if os.path.exists(clone):
+                raise ValueError(f"{clone} exists: give a new --workdir")
+            echo(f"detection-power: work directory {workdir} (asv output in asv.log)")
+            repo = os.path.abspath(args.repo)
+            commits = detection.build_history(repo, clone, changes, args.impl)
+            phases = detection.measure(clone, workdir, commits, changes, settings, echo)
         rows = detection.evaluate(phases, commits, changes, settings.machine, thresholds)
     except (SuiteError, ValueError, OSError) as exc:
         print(f"python -m softmaxloss detection-power: error: {exc}", file=sys.stderr)

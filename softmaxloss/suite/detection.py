@@ -299,8 +299,23 @@ def measure(
                 {"run": run, "phase": phase, "dir": dest, "changes": [c.name for c in members]}
             )
     with open(os.path.join(workdir, "phases.json"), "w") as f:
-        json.dump({"commits": commits, "phases": phases}, f, indent=1)
+        json.dump(
+            {"commits": commits, "phases": phases, "changes": [asdict(c) for c in changes]},
+            f,
+            indent=1,
+        )
     return phases
+
+
+def load_measured(workdir: str):
+    """``(commits, changes, phases)`` of a study measured earlier in ``workdir``."""
+    path = os.path.join(workdir, "phases.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise asv_run.SuiteError(f"no measured study in {workdir} ({exc.strerror})") from None
+    return data["commits"], [Change(**c) for c in data["changes"]], data["phases"]
 
 
 # ---- evaluating -----------------------------------------------------------------------------

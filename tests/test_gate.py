@@ -206,6 +206,8 @@ def test_time_ratio_is_the_ratio_of_minimum_samples(tmp_path):
     assert ratios[("'manual'",)] == pytest.approx(1.02)
     assert ratios[("'torch'",)] == pytest.approx(1.3)
     assert [r.params for r in report.regressions] == [("'torch'",)]
+    shown = report.regressions[0]  # the table shows the minima the ratio compares
+    assert (shown.before, shown.after) == (1.0, pytest.approx(1.3))
     # without recorded samples: asv's medians
     head_rows[t] = ([3.0, 1.56], [IMPLS2], "v", None)
     before, after = load_pair(tmp_path, base_rows, head_rows)
@@ -244,18 +246,21 @@ def test_nothing_regressed_exits_zero_and_zero_base_values(tmp_path):
 
 def test_selection_follows_asv_and_splits_instruction_counts():
     label = "bench_time.TimeSoftmaxLoss.time_forward('manual', '128x100', 'float32', 'cpu')"
-    counts, rest = gate.split_selection(gate.GATE_BENCH)
+    once, timed = gate.split_selection(gate.GATE_BENCH)
     names = {
         "instr": "bench_instructions.InstructionsSoftmaxLoss.track_forward('manual', '128x100')",
         "time": label,
         "slow": "bench_time.SlowTimeSoftmaxLoss.time_forward('manual', '512x32000')",
+        "fwdbwd": "bench_time.TimeSoftmaxLoss.time_forward_backward('manual', '128x100')",
+        "mem": "bench_memory.MemSoftmaxLoss.peakmem_forward_backward('manual', '3200x3200')",
         "depth": "bench_depth.Depth.track_layers(3)",
     }
     import re
 
-    assert {k for k, n in names.items() if re.search(gate.GATE_BENCH, n)} == {"instr", "time"}
-    assert {k for k, n in names.items() if re.search(counts, n)} == {"instr"}
-    assert {k for k, n in names.items() if re.search(rest, n)} == {"time"}
+    selected = {k for k, n in names.items() if re.search(gate.GATE_BENCH, n)}
+    assert selected == {"instr", "time", "mem"}
+    assert {k for k, n in names.items() if re.search(once, n)} == {"instr", "mem"}
+    assert {k for k, n in names.items() if re.search(timed, n)} == {"time"}
     subset = detection.impl_subset(gate.GATE_BENCH, "manual")
     assert re.search(subset, label) and not re.search(subset, label.replace("manual", "fused"))
 

@@ -18,11 +18,11 @@ Injected code is appended to the clone's ``softmaxloss/__init__.py``, replacing 
 entry with a wrapper. The factor actually injected is measured: the instruction-count
 ratio of the injected region (deterministic), per size.
 
-Measurement: per run, ONE asv invocation for base + no-ops (the gate's whole selection) and
-ONE for base + injections (only the injected implementation's benchmarks), each with its
-commits in interleaved rounds, as the gate runs them; instruction counts, precision and
-memory are deterministic enough to be measured in the first run only (a separate
-invocation each time, so that the counts never run once per round). Every result file is
+Measurement: per run, ONE asv invocation of the timings for base + no-ops (the gate's whole
+selection) and ONE for base + injections (only the injected implementation's benchmarks),
+each with its commits in interleaved rounds, as the gate runs them; instruction counts,
+precision and memory are properties of a commit, measured in the first run only (one more
+invocation per phase, as in the gate). Every result file is
 kept per run and phase; the gate's decision (:func:`softmaxloss.suite.gate.compare`) is
 applied to base vs each commit.
 """
@@ -255,9 +255,9 @@ def measure(
     rc = asv_run.run_asv(["machine", "--yes", "--machine", settings.machine], repo, log, env=env)
     if rc != 0:
         raise asv_run.SuiteError(f"asv machine exited {rc}; see {log}")
-    counts_part, rest_part = gate.split_selection(settings.pattern)
+    once_part, timed_part = gate.split_selection(settings.pattern)
     subset = impl_subset(settings.pattern, settings.impl)
-    counts_subset, rest_subset = gate.split_selection(subset)
+    once_subset, timed_subset = gate.split_selection(subset)
     common = ["--config", config, "--machine", settings.machine, "--show-stderr"]
     if settings.launch_method:
         common += ["--launch-method", settings.launch_method]
@@ -268,14 +268,13 @@ def measure(
     for run in range(1, max(settings.runs, settings.noop_runs) + 1):
         jobs = []
         if run <= settings.noop_runs and noops:
-            counts = counts_part if run == 1 else None
-            jobs.append(("noops", noops, counts, rest_part, {}))
+            jobs.append(("noops", noops, once_part if run == 1 else None, timed_part, {}))
         injected = timed + (once if run == 1 else [])
         if run <= settings.runs and injected:
-            counts = counts_subset if run == 1 else None
+            first = once_subset if run == 1 else None
             only = {"SOFTMAXLOSS_INSTRUCTION_IMPLS": settings.impl}
-            jobs.append(("injections", injected, counts, rest_subset, only))
-        for phase, members, counts, rest, extra_env in jobs:
+            jobs.append(("injections", injected, first, timed_subset, only))
+        for phase, members, first, rest, extra_env in jobs:
             hashes = [commits["base"]] + [commits[c.name] for c in members]
             hashfile = asv_run.write_hashfile(
                 os.path.join(workdir, f"run{run}-{phase}.commits"), hashes
@@ -283,8 +282,8 @@ def measure(
             if echo:
                 echo(f"detection-power: run {run}, {phase}: {len(hashes)} commits")
             invocations = []
-            if counts:
-                invocations.append(["run", *common, "-b", counts, f"HASHFILE:{hashfile}"])
+            if first:  # instruction counts, memory, precision: first run only
+                invocations.append(["run", *common, "-b", first, f"HASHFILE:{hashfile}"])
             invocations.append(
                 ["run", *common, "--record-samples", "--interleave-rounds", "-b", rest]
                 + [f"HASHFILE:{hashfile}"]

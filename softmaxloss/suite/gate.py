@@ -135,10 +135,13 @@ def compare(
             report.not_compared += 1
             continue
         fam = family(new)
+        a, b = old.value, new.value
         if fam == "time":
-            if max(old.value, new.value) < MIN_TIME:
+            if max(a, b) < MIN_TIME:
                 continue
             ratio = time_ratio(old, new)
+            if old.samples and new.samples:  # the table shows what the ratio compares
+                a, b = min(old.samples), min(new.samples)
         elif old.value > 0:
             ratio = new.value / old.value
         else:
@@ -149,8 +152,8 @@ def compare(
                 params=new.params,
                 family=fam,
                 unit=new.unit,
-                before=old.value,
-                after=new.value,
+                before=a,
+                after=b,
                 ratio=ratio,
                 threshold=limits.get(fam, limits["other"]),
             )
@@ -214,14 +217,19 @@ def format_markdown(rows) -> str:
 # classes (vocabulary-sized and float64 timings) and time_forward_backward (timed as its two
 # halves; counted whole by the instruction counts): the gate's time budget.
 GATE_BENCH = r"^bench_(instructions|time|memory|precision)\.(?!Slow)(?!\w+\.time_forward_backward)"
-INSTRUCTIONS = r"bench_instructions\."
+TIMED = r"[^(]*\.time_"  # a time_ benchmark (the name, before its parameters)
 
 
 def split_selection(pattern: str) -> tuple[str, str]:
-    """``(instruction part, the rest)`` of an asv ``-b`` regex, as two regexes."""
+    """``(measured once, timed)``: an asv ``-b`` regex split into two.
+
+    Timings (``time_`` benchmarks) need both commits measured afresh, in interleaved rounds.
+    Everything else (instruction counts, memory, precision) is a property of the commit and
+    the environment, measured once per commit.
+    """
     return (
-        rf"^(?={INSTRUCTIONS}).*?(?:{pattern})",
-        rf"^(?!{INSTRUCTIONS}).*?(?:{pattern})",
+        rf"^(?!{TIMED}).*?(?:{pattern})",
+        rf"^(?={TIMED}).*?(?:{pattern})",
     )
 
 
@@ -246,13 +254,13 @@ def run(
     log_path: str | None = None,
     echo=None,
 ) -> GateRun:
-    """Runs asv on BASE and HEAD (one invocation for each part, both commits interleaved)
-    and applies :func:`compare`.
+    """Runs asv on BASE and HEAD and applies :func:`compare`.
 
-    Instruction counts are deterministic: a commit whose counts are already in the results
-    (same benchmark code, same environment) is not counted again
-    (``--skip-existing-successful``). Timings, memory and precision are always measured
-    afresh, BASE and HEAD in interleaved rounds, samples recorded.
+    Two asv invocations over both commits. First the deterministic families (instruction
+    counts, memory, precision): a commit whose results are already there (same benchmark
+    code, same environment, e.g. BASE from an earlier gate run) is not measured again
+    (``--skip-existing-successful``). Then the timings, always afresh: BASE and HEAD in
+    interleaved rounds, samples recorded.
     """
     import time as _time
 
@@ -274,16 +282,16 @@ def run(
     common = ["--config", config, "--machine", machine, "--show-stderr"]
     if launch_method:
         common += ["--launch-method", launch_method]
-    counts, rest = split_selection(pattern)
+    once, timed = split_selection(pattern)
     exits = (
         asv_run.run_asv(
-            ["run", *common, "--skip-existing-successful", "-b", counts, f"HASHFILE:{hashfile}"],
+            ["run", *common, "--skip-existing-successful", "-b", once, f"HASHFILE:{hashfile}"],
             repo,
             log_path,
             echo,
         ),
         asv_run.run_asv(
-            ["run", *common, "--record-samples", "--interleave-rounds", "-b", rest]
+            ["run", *common, "--record-samples", "--interleave-rounds", "-b", timed]
             + [f"HASHFILE:{hashfile}"],
             repo,
             log_path,

@@ -20,14 +20,17 @@ format:
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-# ---- asv suite (README "Benchmarks (asv)") ---------------------------------------------
-# FACTOR: the gate's ratio for speed, memory and precision (track_) regressions. 2.0: on this
-# shared 2-core machine 1.5 raised false alarms (1.7x on same code); a 3x slowdown reads 3.2x.
-# GATE_BENCH: the gate's selection: every benchmark of the time/memory/precision modules
-# except the Slow* classes (vocabulary-sized and float64 timings).
+# ---- asv suite (README "Benchmarks (asv)", docs/gate.md) -----------------------------------
+# GATE_BENCH: overrides the gate's selection (an asv -b regex; the default, in
+# softmaxloss/suite/gate.py, is instruction counts, time, memory and precision without the
+# Slow* classes). The thresholds (one per metric family) live there too; GATE_ARGS passes
+# more, e.g. GATE_ARGS="--threshold time=1.5". TV_BENCH: the torch-versions selection.
 ASV ?= $(PYTHON) -m asv
+# FACTOR: the ratio the torch-versions table flags (same code, two torch builds).
 FACTOR ?= 2.0
-GATE_BENCH ?= ^bench_(time|memory|precision)\.(?!Slow)
+GATE_BENCH ?=
+GATE_ARGS ?=
+TV_BENCH ?= ^bench_(time|memory|precision)\.(?!Slow)
 TV_CONFIG ?= asv.torch-versions.conf.json
 TV_BASE ?= 2.13.0
 TV_OTHER ?= 2.14.1
@@ -35,13 +38,26 @@ TV_OTHER ?= 2.14.1
 MACHINE = $(eval MACHINE := $$(shell $(PYTHON) -m softmaxloss machine name))$(MACHINE)
 LAUNCH = $(eval LAUNCH := $$(shell $(PYTHON) -m softmaxloss machine launch))$(LAUNCH)
 
-.PHONY: bench-deps asv-machine bench bench-quick gate torch-versions
+.PHONY: bench-deps valgrind asv-machine bench bench-quick gate detection-power bisect torch-versions
 
 # What the asv targets need in $(PYTHON): asv, and what `python -m softmaxloss` (run from
 # this checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
 bench-deps:
 	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
 	  "torch==$(TORCH)" numpy "rich>=13" "asv==0.6.6" "virtualenv>=20"
+
+# valgrind runs the instruction counts (benchmarks/bench_instructions.py). Installed with
+# apt-get where there is one (as root, or with sudo); never fatal: without valgrind those
+# benchmarks are skipped.
+valgrind:
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "valgrind: not installed, no apt-get: instruction counts will be skipped" >&2; exit 0; fi; \
+	  if [ "$$(id -u)" = 0 ]; then S=; else S="sudo -n"; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$S apt-get install -y -q valgrind >/dev/null 2>&1 || \
+	  { $$S apt-get update -q >/dev/null 2>&1 && $$S apt-get install -y -q valgrind >/dev/null 2>&1; } || \
+	  echo "valgrind: could not install it: instruction counts will be skipped" >&2; }
 
 # asv's machine file (~/.asv-machine.json); its questionnaire goes to /dev/null.
 asv-machine: bench-deps
@@ -53,7 +69,7 @@ QUIET = $(PYTHON) -m softmaxloss asv-quiet --
 
 # The main job: builds the environment, runs the whole suite on HEAD, publishes the site.
 # A failed benchmark (asv exit 2) still gets the site published, then fails the target.
-bench: asv-machine
+bench: asv-machine valgrind
 	@rc=0; $(QUIET) $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr HEAD^! || rc=$$?; \
 	$(MAKE) --no-print-directory site || exit $$?; \
 	echo "bench: asv run exit $$rc; serve the site with: make preview"; exit $$rc
@@ -62,19 +78,34 @@ bench: asv-machine
 bench-quick: asv-machine
 	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
 
-# make gate BASE=<rev>: BASE vs HEAD; exit 1 on a regression beyond FACTOR, 2 on a failure.
-gate: asv-machine
+# make gate BASE=<rev>: BASE vs HEAD (python -m softmaxloss gate). The command exits 1 on a
+# regression and 2 on a benchmark failure; make itself turns any failure into exit 2, so
+# the command's last line gives its own status.
+gate: asv-machine valgrind
 	@test -n "$(BASE)" || { echo "usage: make gate BASE=<rev>" >&2; exit 2; }
-	@rc=0; $(ASV) continuous --factor $(FACTOR) -b '$(GATE_BENCH)' --machine "$(MACHINE)" \
-	  $(LAUNCH) --show-stderr $(BASE) HEAD || rc=$$?; \
-	if [ $$rc -ge 2 ]; then \
-	  $(ASV) compare --factor $(FACTOR) --split --machine "$(MACHINE)" $(BASE) HEAD; fi; \
-	echo "gate: exit $$rc (0 ok, 1 regression, 2 benchmark failure)"; exit $$rc
+	$(PYTHON) -m softmaxloss gate '$(BASE)' --machine "$(MACHINE)" $(LAUNCH) \
+	  $(if $(GATE_BENCH),--bench '$(GATE_BENCH)') $(GATE_ARGS)
+
+# The gate's detection power on a scratch history (30-60 min; docs/gate.md).
+# DETECTION_ARGS: e.g. "--runs 2 --factors 1.1,1.2".
+DETECTION_ARGS ?=
+detection-power: bench-deps valgrind
+	$(PYTHON) -m softmaxloss detection-power $(DETECTION_ARGS)
+
+# make bisect GOOD=<rev> BAD=<rev> BENCH=<regex> [IMPL=<name>]: asv find over GOOD..BAD;
+# prints the first bad commit. Instruction counts make the search deterministic, e.g.
+# BENCH="track_backward\(.manual., .1024x1000." IMPL=manual (IMPL: count that one only).
+IMPL ?=
+bisect: asv-machine valgrind
+	@test -n "$(GOOD)" -a -n "$(BAD)" -a -n "$(BENCH)" || \
+	  { echo "usage: make bisect GOOD=<rev> BAD=<rev> BENCH=<regex> [IMPL=<name>]" >&2; exit 2; }
+	$(PYTHON) -m softmaxloss bisect '$(GOOD)' '$(BAD)' --bench '$(BENCH)' \
+	  --machine "$(MACHINE)" $(LAUNCH) $(if $(IMPL),--impl '$(IMPL)')
 
 # Same commit under torch TV_BASE and TV_OTHER (2.14.1: a 5.4 GB environment).
 torch-versions: asv-machine
 	$(ASV) run --config $(TV_CONFIG) --machine "$(MACHINE)" $(LAUNCH) --show-stderr \
-	  -b '$(GATE_BENCH)' HEAD^! || [ $$? -eq 2 ]
+	  -b '$(TV_BENCH)' HEAD^! || [ $$? -eq 2 ]
 	$(MAKE) --no-print-directory site ASV_CONF=$(TV_CONFIG)
 	$(PYTHON) -m softmaxloss torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
 	  --base $(TV_BASE) --other $(TV_OTHER) --factor $(FACTOR) HEAD

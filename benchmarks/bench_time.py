@@ -4,22 +4,25 @@
 sample with ``number = 1``, so ``setup`` builds a fresh graph (one forward) for each sample and
 the timed call consumes it. No ``retain_graph=True``: it would keep saved tensors alive and
 let the second and later backward passes skip the frees a real training step pays for.
+
+One class per device, for the timer: ``TimeSoftmaxLoss`` (CPU) times the process's CPU
+time, ``TimeSoftmaxLossCUDA`` the wall clock with a synchronize (benchmarks/common.py).
 """
 
 from benchmarks.common import (
-    DEVICES,
     DTYPES_SLOW,
     IMPLS,
     SIZES_VOCAB,
-    Benchmark,
+    CPUTimeBenchmark,
+    CUDATimeBenchmark,
     fresh_logits,
     prepare,
     sync,
 )
 
 
-class TimeSoftmaxLoss(Benchmark):
-    """The gate's grid: small, seed-sized (3200x3200) and classifier-shaped inputs."""
+class _TimeMethods:
+    """forward, backward on a fresh graph, forward+backward (asv skips ``_`` names)."""
 
     def setup(self, impl, size, dtype, device):
         # asv re-runs setup before every sample (number = 1): each timed call gets fresh
@@ -43,13 +46,28 @@ class TimeSoftmaxLoss(Benchmark):
         sync(device)
 
 
-class SlowTimeSoftmaxLoss(TimeSoftmaxLoss):
+class TimeSoftmaxLoss(_TimeMethods, CPUTimeBenchmark):
+    """The gate's grid on the CPU: small, seed-sized (3200x3200) and classifier-shaped."""
+
+
+class TimeSoftmaxLossCUDA(_TimeMethods, CUDATimeBenchmark):
+    """The gate's grid on a GPU (skipped without one)."""
+
+
+class _SlowCases:
     """Vocabulary-sized and float64 cases; excluded from ``make gate`` (it selects by -b)."""
 
-    params = [IMPLS, ["3200x3200", *SIZES_VOCAB], DTYPES_SLOW, DEVICES]
     timeout = 300
 
     def setup(self, impl, size, dtype, device):
         if (size, dtype) == ("3200x3200", "float32"):
             raise NotImplementedError("covered by TimeSoftmaxLoss")
         super().setup(impl, size, dtype, device)
+
+
+class SlowTimeSoftmaxLoss(_SlowCases, TimeSoftmaxLoss):
+    params = [IMPLS, ["3200x3200", *SIZES_VOCAB], DTYPES_SLOW, ["cpu"]]
+
+
+class SlowTimeSoftmaxLossCUDA(_SlowCases, TimeSoftmaxLossCUDA):
+    params = [IMPLS, ["3200x3200", *SIZES_VOCAB], DTYPES_SLOW, ["cuda"]]

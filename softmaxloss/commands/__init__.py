@@ -13,8 +13,11 @@ import sys
 
 from softmaxloss.commands import (
     asv_quiet,
+    bisect,
     compare,
     depth,
+    detection,
+    gate,
     history,
     machine,
     overhead,
@@ -24,7 +27,20 @@ from softmaxloss.commands import (
 )
 from softmaxloss.errors import CommandError, UsageError
 
-COMMANDS = (compare, ratios, overhead, depth, machine, site, torch_versions, asv_quiet, history)
+COMMANDS = (
+    compare,
+    ratios,
+    overhead,
+    depth,
+    gate,
+    detection,
+    bisect,
+    machine,
+    site,
+    torch_versions,
+    asv_quiet,
+    history,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,322 @@
+"""The regression gate's decision: BASE vs HEAD results, one threshold per metric family.
+
+Families (by asv type and unit; every benchmark of the suite is smaller-is-better):
+
+* ``instructions``: ``track_`` values with unit ``instructions`` (callgrind counts);
+* ``time``: asv ``time_`` benchmarks;
+* ``memory``: ``peakmem_`` and ``track_`` values in ``bytes``;
+* ``precision``: ``track_`` values in ``eps``.
+
+A combination regresses when HEAD / BASE exceeds its family's threshold. For ``time`` the
+ratio is that of the minimum samples over the interleaved rounds (:func:`time_ratio`). A
+combination that failed on HEAD is a failure (exit 2); one skipped on either side, or whose
+benchmark code changed between the two runs (asv's ``version``), is not compared.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+from softmaxloss.suite.results import Result
+
+FAMILIES = ("instructions", "time", "memory", "precision")
+# Chosen from the detection-power study (docs/gate.md).
+DEFAULT_THRESHOLDS = {
+    "instructions": 1.03,
+    "time": 1.15,
+    "memory": 1.10,
+    "precision": 1.5,
+    "other": 2.0,
+}
+# Timings below this many seconds are too short for the timer to resolve a difference.
+MIN_TIME = 2e-6
+
+EXIT_OK, EXIT_REGRESSION, EXIT_FAILURE = 0, 1, 2
+
+
+def family(result: Result) -> str:
+    if result.unit == "instructions":
+        return "instructions"
+    if result.kind == "time":
+        return "time"
+    if result.kind in ("peakmem", "mem") or result.unit == "bytes":
+        return "memory"
+    if result.unit == "eps":
+        return "precision"
+    return "other"
+
+
+def time_ratio(before: Result, after: Result) -> float:
+    """HEAD / BASE for a timing: the ratio of the minimum sample over all rounds.
+
+    Noise on a shared machine only ever adds time, and in bursts that can cover a whole
+    round; the minimum over interleaved rounds is what both commits reach when the machine
+    lets them. Measured here (docs/gate.md) against asv's median and a paired per-round
+    decision, it had the smallest same-code spread. Without recorded samples: asv's medians.
+    """
+    if before.samples and after.samples:
+        return min(after.samples) / min(before.samples)
+    return after.value / before.value
+
+
+@dataclass(frozen=True)
+class Row:
+    benchmark: str
+    params: tuple[str, ...]
+    family: str
+    unit: str
+    before: float
+    after: float
+    ratio: float
+    threshold: float
+
+    @property
+    def regressed(self) -> bool:
+        return self.ratio > self.threshold
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    failures: list[Result] = field(default_factory=list)
+    base_failures: list[Result] = field(default_factory=list)
+    not_compared: int = 0
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.regressed]
+
+    @property
+    def exit_code(self) -> int:
+        if self.failures:
+            return EXIT_FAILURE
+        return EXIT_REGRESSION if self.regressions else EXIT_OK
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """``{family: (compared, regressed)}``."""
+        out: dict[str, list[int]] = {}
+        for row in self.rows:
+            c = out.setdefault(row.family, [0, 0])
+            c[0] += 1
+            c[1] += row.regressed
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def selected(result: Result, pattern: str | None) -> bool:
+    """asv's ``-b`` rule: ``re.search`` in ``name(p1, p2)`` (in the name if unparametrised)."""
+    return not pattern or re.search(pattern, result.label) is not None
+
+
+def compare(
+    before: dict,
+    after: dict,
+    thresholds: dict | None = None,
+    pattern: str | None = None,
+) -> Report:
+    """Applies the per-family thresholds to every combination HEAD measured."""
+    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    report = Report()
+    for key in sorted(after):
+        new = after[key]
+        if not selected(new, pattern):
+            continue
+        old = before.get(key)
+        if old is not None and old.failed and not new.failed:
+            report.base_failures.append(old)
+        if new.failed:
+            report.failures.append(new)
+            continue
+        if new.skipped or old is None or old.failed or old.skipped:
+            continue
+        if old.version is not None and new.version is not None and old.version != new.version:
+            report.not_compared += 1
+            continue
+        fam = family(new)
+        a, b = old.value, new.value
+        if fam == "time":
+            if max(a, b) < MIN_TIME:
+                continue
+            ratio = time_ratio(old, new)
+            if old.samples and new.samples:  # the table shows what the ratio compares
+                a, b = min(old.samples), min(new.samples)
+        elif old.value > 0:
+            ratio = new.value / old.value
+        else:
+            ratio = 1.0 if new.value == old.value else math.inf
+        report.rows.append(
+            Row(
+                benchmark=new.benchmark,
+                params=new.params,
+                family=fam,
+                unit=new.unit,
+                before=a,
+                after=b,
+                ratio=ratio,
+                threshold=limits.get(fam, limits["other"]),
+            )
+        )
+    return report
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit == "seconds":
+        for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g} {suffix}"
+        return f"{value / 1e-9:.3g} ns"
+    if unit in ("bytes", "instructions"):
+        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= scale:
+                return f"{value / scale:.4g}{suffix}" + ("B" if unit == "bytes" else "")
+        return f"{value:.0f}" + (" B" if unit == "bytes" else "")
+    return f"{value:.4g}"
+
+
+COLUMNS = ("benchmark", "parameters", "metric", "before", "after", "ratio")
+
+
+def table_rows(rows) -> list[tuple[str, ...]]:
+    return [
+        (
+            r.benchmark,
+            ", ".join(p.strip("'") for p in r.params),
+            r.family,
+            format_value(r.before, r.unit),
+            format_value(r.after, r.unit),
+            f"{r.ratio:.3f} (> {r.threshold:g})",
+        )
+        for r in rows
+    ]
+
+
+def format_text(rows) -> str:
+    body = table_rows(rows)
+    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in body:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def format_markdown(rows) -> str:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in table_rows(rows)]
+    return "\n".join(lines)
+
+
+# ---- running the gate ------------------------------------------------------------------
+
+# Every benchmark of the instruction, time, memory and precision modules except the Slow*
+# classes (vocabulary-sized and float64 timings) and time_forward_backward (timed as its two
+# halves; counted whole by the instruction counts): the gate's time budget.
+GATE_BENCH = r"^bench_(instructions|time|memory|precision)\.(?!Slow)(?!\w+\.time_forward_backward)"
+TIMED = r"[^(]*\.time_"  # a time_ benchmark (the name, before its parameters)
+
+
+def split_selection(pattern: str) -> tuple[str, str]:
+    """``(measured once, timed)``: an asv ``-b`` regex split into two.
+
+    Timings (``time_`` benchmarks) need both commits measured afresh, in interleaved rounds.
+    Everything else (instruction counts, memory, precision) is a property of the commit and
+    the environment, measured once per commit.
+    """
+    return (
+        rf"^(?!{TIMED}).*?(?:{pattern})",
+        rf"^(?={TIMED}).*?(?:{pattern})",
+    )
+
+
+@dataclass
+class GateRun:
+    base: str
+    head: str
+    report: Report
+    seconds: float
+    asv_exit: tuple[int, int]
+
+
+def run(
+    repo: str,
+    base_rev: str,
+    head_rev: str = "HEAD",
+    config: str = "asv.conf.json",
+    machine: str = "",
+    pattern: str = GATE_BENCH,
+    thresholds: dict | None = None,
+    launch_method: str | None = None,
+    log_path: str | None = None,
+    echo=None,
+) -> GateRun:
+    """Runs asv on BASE and HEAD and applies :func:`compare`.
+
+    Two asv invocations over both commits. First the deterministic families (instruction
+    counts, memory, precision): a commit whose results are already there (same benchmark
+    code, same environment, e.g. BASE from an earlier gate run) is not measured again
+    (``--skip-existing-successful``). Then the timings, always afresh: BASE and HEAD in
+    interleaved rounds, samples recorded.
+    """
+    import time as _time
+
+    from softmaxloss.suite import asv_run, results
+
+    start = _time.monotonic()
+    base = asv_run.resolve(repo, base_rev)
+    head = asv_run.resolve(repo, head_rev)
+    log_path = log_path or os.path.join(repo, ".asv", "gate.log")
+    if base == head:
+        raise asv_run.SuiteError(f"BASE {base_rev!r} is HEAD {head_rev!r}: nothing to compare")
+    if echo is not None:
+        echo(f"gate: BASE {base[:8]}, HEAD {head[:8]}; asv output in {log_path}")
+    config = os.path.join(repo, config)
+    results_dir = asv_run.results_dir(config)
+    hashfile = asv_run.write_hashfile(
+        os.path.join(os.path.dirname(log_path), "gate-commits.txt"), [base, head]
+    )
+    common = ["--config", config, "--machine", machine, "--show-stderr"]
+    if launch_method:
+        common += ["--launch-method", launch_method]
+    once, timed = split_selection(pattern)
+    exits = (
+        asv_run.run_asv(
+            ["run", *common, "--skip-existing-successful", "-b", once, f"HASHFILE:{hashfile}"],
+            repo,
+            log_path,
+            echo,
+        ),
+        asv_run.run_asv(
+            ["run", *common, "--record-samples", "--interleave-rounds", "-b", timed]
+            + [f"HASHFILE:{hashfile}"],
+            repo,
+            log_path,
+            echo,
+        ),
+    )
+    if any(rc not in (0, 2) for rc in exits):
+        raise asv_run.SuiteError(f"asv run exited {max(exits)}; see {log_path}")
+    try:
+        before = results.load_commit(results_dir, machine, base)
+        after = results.load_commit(results_dir, machine, head)
+    except results.ResultsError as exc:
+        raise asv_run.SuiteError(f"{exc}; see {log_path}") from exc
+    report = compare(before, after, thresholds, pattern)
+    return GateRun(base, head, report, _time.monotonic() - start, exits)
+
+
+def summary_lines(report: Report, thresholds: dict | None = None) -> list[str]:
+    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    counts = report.counts()
+    lines = []
+    for fam in (*FAMILIES, "other"):
+        if fam in counts:
+            n, bad = counts[fam]
+            lines.append(f"{fam}: {n} compared, {bad} regressed (threshold {limits[fam]:g}x)")
+    if report.not_compared:
+        lines.append(f"{report.not_compared} not compared (benchmark code changed)")
+    return lines

@@ -132,7 +132,7 @@ def test_parse_values_failed_skipped_and_labels(tmp_path):
 
 
 def test_missing_results_and_wrong_format_are_errors(tmp_path):
-    write_results(tmp_path, BASE, {})
+    write_results(tmp_path, BASE, {"bench_other.plain": (7.0, [], "v", None)})
     with pytest.raises(results.ResultsError, match="no asv results for bbbbbbbb"):
         results.load_commit(str(tmp_path), MACHINE, HEAD)
     path = tmp_path / MACHINE / f"{BASE[:8]}-env.json"
@@ -142,6 +142,13 @@ def test_missing_results_and_wrong_format_are_errors(tmp_path):
         results.load_commit(str(tmp_path), MACHINE, BASE)
     with pytest.raises(results.ResultsError, match="no benchmark list"):
         results.load_commit(str(tmp_path / "nowhere"), MACHINE, BASE)
+    # asv find writes no benchmarks.json: bisect reads values without units
+    path.write_text(json.dumps(data))
+    (tmp_path / "benchmarks.json").unlink()
+    with pytest.raises(results.ResultsError, match="no benchmark list"):
+        results.load_commit(str(tmp_path), MACHINE, BASE)
+    plain = results.load_commit(str(tmp_path), MACHINE, BASE, need_units=False)
+    assert [(r.value, r.unit) for r in plain.values()] == [(7.0, "unknown")]
 
 
 def test_family_by_type_and_unit(tmp_path):

@@ -189,10 +189,10 @@ class Benchmark:
     params = [IMPLS, SIZES, DTYPES, DEVICES]
     param_names = PARAM_NAMES
     # 4 rounds of 5 samples. The gate runs BASE and HEAD in interleaved rounds and compares
-    # the minimum over all 20 samples (softmaxloss/suite/gate.py): measured here on a loaded
-    # 2-core machine, same-code ratios of that minimum stayed within 1.33x over 4 rounds
-    # but reached 6x over 2 rounds of 5 (a burst of load covers a whole round); asv's median
-    # reached 3.4x. A short warm-up: the minimum never comes from the first calls anyway.
+    # the minimum and the median over all 20 samples of each (softmaxloss/suite/gate.py,
+    # docs/gate.md): on this loaded 2-core machine the minimum's same-code ratio stayed
+    # within 1.33x over 4 rounds but reached 6x over 2 rounds of 5 (a burst of load covers
+    # a whole round). A short warm-up: the minimum never comes from the first calls anyway.
     repeat = 5
     rounds = 4
     warmup_time = 0.02

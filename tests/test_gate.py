@@ -132,7 +132,7 @@ def test_parse_values_failed_skipped_and_labels(tmp_path):
 
 
 def test_missing_results_and_wrong_format_are_errors(tmp_path):
-    write_results(tmp_path, BASE, {})
+    write_results(tmp_path, BASE, {"bench_other.plain": (7.0, [], "v", None)})
     with pytest.raises(results.ResultsError, match="no asv results for bbbbbbbb"):
         results.load_commit(str(tmp_path), MACHINE, HEAD)
     path = tmp_path / MACHINE / f"{BASE[:8]}-env.json"
@@ -142,6 +142,13 @@ def test_missing_results_and_wrong_format_are_errors(tmp_path):
         results.load_commit(str(tmp_path), MACHINE, BASE)
     with pytest.raises(results.ResultsError, match="no benchmark list"):
         results.load_commit(str(tmp_path / "nowhere"), MACHINE, BASE)
+    # asv find writes no benchmarks.json: bisect reads values without units
+    path.write_text(json.dumps(data))
+    (tmp_path / "benchmarks.json").unlink()
+    with pytest.raises(results.ResultsError, match="no benchmark list"):
+        results.load_commit(str(tmp_path), MACHINE, BASE)
+    plain = results.load_commit(str(tmp_path), MACHINE, BASE, need_units=False)
+    assert [(r.value, r.unit) for r in plain.values()] == [(7.0, "unknown")]
 
 
 def test_family_by_type_and_unit(tmp_path):
@@ -191,28 +198,33 @@ def test_time_threshold_on_medians_without_samples(tmp_path):
     assert [r.params for r in report.regressions] == [("'torch'",)]
 
 
-def test_time_ratio_is_the_ratio_of_minimum_samples(tmp_path):
-    """A load burst over two of HEAD's rounds: its median says ~3x, its minimum 1.02x."""
-    base_samples = [1.0, 1.1, 1.2, 1.05, 1.0, 1.3, 3.0, 3.2, 3.1]
-    burst = [1.02, 1.1, 1.2, 3.0, 3.3, 3.1, 3.0, 3.2, 3.1]
-    slower = [x * 1.3 for x in base_samples]
+def test_time_ratio_needs_minimum_and_median_to_agree(tmp_path):
+    """Load bursts move the median, bimodal timings the minimum; a slowdown moves both."""
+    base = [1.0, 1.1, 1.2, 1.05, 1.0, 1.3, 1.1, 1.2, 1.1]  # min 1.0, median 1.1
+    cases = {
+        "'manual'": [1.02, 1.1, 1.2, 3.0, 3.3, 3.1, 3.0, 3.2, 3.1],  # burst: median 3.0
+        "'torch'": [x * 1.3 for x in base],  # slower by 1.3
+        "'fused'": [1.5, 1.1, 1.2, 1.5, 1.5, 1.3, 1.1, 1.2, 1.1],  # no fast sample: min 1.1
+    }
     t = "bench_time.TimeSoftmaxLoss.time_forward"
+    params = [list(cases)]
     base_rows, head_rows = one_each(), one_each()
-    base_rows[t] = ([1.2, 1.2], [IMPLS2], "v", [base_samples, base_samples])
-    head_rows[t] = ([3.0, 1.56], [IMPLS2], "v", [burst, slower])
+    base_rows[t] = ([1.1] * 3, params, "v", [base] * 3)
+    head_rows[t] = ([1.1] * 3, params, "v", list(cases.values()))
     before, after = load_pair(tmp_path, base_rows, head_rows)
     report = gate.compare(before, after, {"time": 1.2})
-    ratios = {r.params: r.ratio for r in report.rows if r.family == "time"}
-    assert ratios[("'manual'",)] == pytest.approx(1.02)
-    assert ratios[("'torch'",)] == pytest.approx(1.3)
+    rows = {r.params[0]: r for r in report.rows if r.family == "time"}
+    assert rows["'manual'"].ratio == pytest.approx(1.02)  # the minimum's ratio
+    assert (rows["'manual'"].before, rows["'manual'"].after) == (1.0, 1.02)
+    assert rows["'fused'"].ratio == pytest.approx(1.2 / 1.1)  # the median's ratio
+    assert (rows["'fused'"].before, rows["'fused'"].after) == (1.1, 1.2)
+    assert rows["'torch'"].ratio == pytest.approx(1.3)
     assert [r.params for r in report.regressions] == [("'torch'",)]
-    shown = report.regressions[0]  # the table shows the minima the ratio compares
-    assert (shown.before, shown.after) == (1.0, pytest.approx(1.3))
     # without recorded samples: asv's medians
-    head_rows[t] = ([3.0, 1.56], [IMPLS2], "v", None)
+    head_rows[t] = ([3.0, 1.43, 1.2], params, "v", None)
     before, after = load_pair(tmp_path, base_rows, head_rows)
-    ratios = {r.params: r.ratio for r in gate.compare(before, after).rows if r.family == "time"}
-    assert ratios[("'manual'",)] == pytest.approx(2.5)
+    ratios = {r.params[0]: r.ratio for r in gate.compare(before, after).rows if r.family == "time"}
+    assert ratios["'manual'"] == pytest.approx(3.0 / 1.1)
 
 
 def test_failures_skips_versions_and_selection(tmp_path):

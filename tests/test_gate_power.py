@@ -1,9 +1,9 @@
 """The gate end to end (slow: real asv runs, callgrind counts).
 
 * A reduced detection-power study: one no-op and two injections into ``manual`` (a 2x
-  forward slowdown, a 1000 eps gradient error). The no-op must pass, both injections must be
-  caught, and the injected factor the study reports (an instruction-count ratio) must match
-  the work injected.
+  forward slowdown, a 1000 eps gradient error), instruction counts and precision only. The
+  no-op must pass, both injections must be caught, and the injected factor the study
+  reports (an instruction-count ratio) must match the work injected.
 * Bisect: a history of 9 commits with a 1.2x backward slowdown in the middle; ``bisect``
   (asv find on the instruction counts) must name that commit.
 
@@ -68,11 +68,10 @@ def _run(args, cwd, env, timeout):
     return proc
 
 
-# `.` for the quotes around each parameter: one implementation, one size, float32.
-REDUCED = (
-    r"^bench_(instructions|time|precision)\.(?!Slow)\w+\.\w+"
-    r"\(.manual., .(1024x1000|normal)., .float32."
-)
+# `.` for the quotes around each parameter: instruction counts and precision of one
+# implementation, one size, float32. No timings: their 4 interleaved rounds would double the
+# test's time (the time decision is unit-tested in test_gate.py; the full study measures it).
+REDUCED = r"^bench_(instructions|precision)\.\w+\.\w+\(.manual., .(1024x1000|normal)., .float32."
 
 
 def test_reduced_detection_study_passes_a_noop_and_catches_two_injections(tmp_path):
@@ -111,7 +110,7 @@ def test_reduced_detection_study_passes_a_noop_and_catches_two_injections(tmp_pa
         by.setdefault(r["change"], []).append(r)
     assert set(by) == {"noop-1", "forward-x2", "precision-x1000"}
     families = {r["family"] for r in by["noop-1"]}
-    assert families == {"instructions", "time", "precision"}, families
+    assert families == {"instructions", "precision"}, families
     assert not [r for r in by["noop-1"] if r["regressed"]]
     # the forward slowdown: counted (deterministic) and timed, forward only
     fwd = {r["benchmark"].rsplit(".", 1)[1]: r for r in by["forward-x2"] if r["family"] != "time"}
@@ -122,7 +121,7 @@ def test_reduced_detection_study_passes_a_noop_and_catches_two_injections(tmp_pa
     # the precision loss: 1000 eps more gradient error, caught by the precision metric
     prec = [r for r in by["precision-x1000"] if r["benchmark"].endswith("track_grad_error")]
     assert prec and all(r["regressed"] and r["ratio"] > 100 for r in prec)
-    assert re.search(r"no-op \(1 commits\)\s+all\s+-\s+0/1\s+0/1\s+-\s+0/1\s+0/1", proc.stdout)
+    assert re.search(r"no-op \(1 commits\)\s+all\s+-\s+0/1\s+-\s+-\s+0/1\s+0/1", proc.stdout)
 
 
 def test_bisect_finds_the_commit_that_injected_a_slowdown(tmp_path):

@@ -79,7 +79,7 @@ def _values(config, machine, bench, parent, commit):
         if h is None:
             return {}
         try:
-            return results.load_commit(results_dir, machine, h)
+            return results.load_commit(results_dir, machine, h, need_units=False)
         except results.ResultsError:
             return {}
 

@@ -108,9 +108,18 @@ def parse_file(path: str, benchmarks: dict) -> dict[tuple[str, tuple[str, ...]],
     return out
 
 
-def load_commit(results_dir: str, machine: str, commit: str) -> dict:
-    """All results of one commit on one machine; an error if there are none."""
-    benchmarks = load_benchmarks(results_dir)
+def load_commit(results_dir: str, machine: str, commit: str, need_units: bool = True) -> dict:
+    """All results of one commit on one machine; an error if there are none.
+
+    ``need_units=False``: without ``benchmarks.json`` (``asv find`` does not write it) the
+    units and types are ``unknown`` instead of an error.
+    """
+    try:
+        benchmarks = load_benchmarks(results_dir)
+    except ResultsError:
+        if need_units:
+            raise
+        benchmarks = {}
     files = result_files(results_dir, machine, commit)
     if not files:
         raise ResultsError(f"no asv results for {commit[:8]} on machine {machine!r}")

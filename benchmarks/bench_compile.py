@@ -81,7 +81,9 @@ class TrackCompile:
             _compile_seconds(impl, device, self.cache_dir)  # fills the cache
 
     def teardown(self, impl, cache, device):
-        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        # asv runs teardown after a skipping setup too, before any cache_dir exists
+        if getattr(self, "cache_dir", None):
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def track_compile_seconds(self, impl, cache, device):
         return _compile_seconds(impl, device, self.cache_dir)

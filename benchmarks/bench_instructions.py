@@ -33,6 +33,12 @@ that fails the worker is re-run instrumented from the start (same counts, measur
 * valgrind missing, or a torch built without callgrind support: every benchmark here is
   skipped (``NotImplementedError`` naming the reason), never failed. An implementation that
   raises fails its own benchmarks only.
+* Not counted (skipped, ``NotImplementedError`` with the reason): ``compiled`` and
+  ``compiled_manual``, whose inductor-generated C++ is built for the host's vector ISA
+  (``-march=native``: AVX-512 here), which valgrind cannot execute (the worker dies of
+  SIGILL inside the kernel), and whose compilation alone takes minutes under valgrind;
+  ``triton`` and ``triton_inplace``, which run on CUDA only. Their speed is in
+  bench_time.
 * ``SOFTMAXLOSS_INSTRUCTION_IMPLS`` (comma-separated names) restricts the implementations
   counted, for studies that change only one of them; the others are then skipped.
 * What valgrind changes: it emulates no AVX-512, so torch dispatches to its AVX2 kernels;
@@ -61,6 +67,16 @@ WARMUPS = 5
 IMPLS_ENV = "SOFTMAXLOSS_INSTRUCTION_IMPLS"
 # Measured here: ~130 s for the whole grid per environment (fast start); 10x margin.
 COUNT_TIMEOUT = 1200
+_COMPILED = (
+    "torch.compile's generated C++ targets this host's vector ISA (-march=native, AVX-512 "
+    "here), which valgrind cannot execute"
+)
+NOT_COUNTED = {
+    "compiled": _COMPILED,
+    "compiled_manual": _COMPILED,
+    "triton": "a CUDA-only kernel; instruction counts are CPU-only",
+    "triton_inplace": "a CUDA-only kernel; instruction counts are CPU-only",
+}
 _TOTAL = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 _DUMP = re.compile(r"cg\.\d+\.(\d+)")
 
@@ -279,7 +295,7 @@ def count_instructions(impls=None, sizes=None, repeats=None, timeout=COUNT_TIMEO
 
 def _selected_impls() -> list[str]:
     names = [n.strip() for n in os.environ.get(IMPLS_ENV, "").split(",") if n.strip()]
-    return names or list(IMPLS)
+    return [n for n in names or IMPLS if n not in NOT_COUNTED]
 
 
 class InstructionsSoftmaxLoss:
@@ -298,6 +314,8 @@ class InstructionsSoftmaxLoss:
     setup_cache.timeout = COUNT_TIMEOUT + 60
 
     def setup(self, cache, impl, size, dtype):
+        if impl in NOT_COUNTED:
+            raise NotImplementedError(f"{impl} is not counted: {NOT_COUNTED[impl]}")
         if "skip" in cache:
             raise NotImplementedError(cache["skip"])
         if impl in cache["errors"]:

@@ -121,9 +121,11 @@ def test_extra_bytes_counts_an_extra_buffer_to_a_few_pages():
     assert proc.returncode == 0, proc.stderr
     plain, scratch = json.loads(proc.stdout)
     # plain: leaf.grad (256 KiB) and little else; scratch: the peak is the 16 MiB buffer
-    # (the gradient comes after it is freed), less the no-op's few pages
+    # (the gradient comes after it is freed), give or take the interpreter's own pages
+    # (42 pages over and 17 under were seen, the latter here, the former under CI load).
+    # A missed buffer would read ~0 and a second copy ~32 MiB.
     assert 256 * 1024 <= plain < 1 << 20
-    assert abs(scratch - (16 << 20)) <= 0.01 * (16 << 20)
+    assert abs(scratch - (16 << 20)) <= 512 << 10
 
 
 def _fixed_timings(impls, x, target, repeats, device="cpu"):

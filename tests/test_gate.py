@@ -517,7 +517,7 @@ def test_plan_and_table_from_rows():
         "time",
         "memory",
         "precision",
-        "gate",
+        "gate (any)",
     ]
     assert lines[1] == ["no-op (2 commits)", "all", "-", "0/1", "1/2", "-", "-", "1/2"]
     assert lines[2] == ["forward 1.1x", "1024x1000", "1.100", "1/1", "1/2", "-", "-", "2/2"]

@@ -51,6 +51,13 @@ def add_parser(sub) -> None:
         action="store_true",
         help="measure nothing: re-apply the decision (e.g. other --threshold) to --workdir",
     )
+    p.add_argument(
+        "--add-runs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N timing runs of the slowdowns to the study in --workdir",
+    )
     p.set_defaults(func=main)
 
 
@@ -74,11 +81,29 @@ def main(args) -> int:
         settings = detection.Settings(
             impl=args.impl, runs=args.runs, noop_runs=args.noop_runs, pattern=args.bench
         )
-        if args.evaluate:
+        if args.evaluate or args.add_runs:
             if not args.workdir:
-                raise ValueError("--evaluate needs the --workdir of a measured study")
+                raise ValueError("--evaluate and --add-runs need the --workdir of a study")
             workdir = args.workdir
             commits, changes, phases = detection.load_measured(workdir)
+            if args.add_runs > 0:
+                start = max(p["run"] for p in phases) + 1
+                settings = detection.Settings(
+                    impl=args.impl, runs=start + args.add_runs - 1, noop_runs=0
+                )
+                timed = [c for c in changes if c.kind in ("forward", "backward")]
+                clone = os.path.join(workdir, "repo")
+                phases = detection.measure(
+                    clone,
+                    workdir,
+                    commits,
+                    timed,
+                    settings,
+                    echo,
+                    first_run=start,
+                    earlier=phases,
+                )
+                detection.save_measured(workdir, commits, changes, phases)
         else:
             changes = detection.plan(args.noops, factors, precision, not args.no_memory, regions)
             workdir = args.workdir or tempfile.mkdtemp(prefix="detection-power-")
@@ -96,10 +121,11 @@ def main(args) -> int:
         return 2
     path = detection.save(workdir, rows, changes, settings)
     limits = {**gate.DEFAULT_THRESHOLDS, **thresholds}
+    runs = max(p["run"] for p in phases)
     print(
         "thresholds: "
         + ", ".join(f"{f} {limits[f]:g}x" for f in detection.TABLE_FAMILIES)
-        + f"; runs: {args.runs} (instructions, precision, memory: first run only)"
+        + f"; timing runs: {runs} (instructions, precision, memory: measured in the first)"
     )
     print(detection.format_table(detection.table(rows, changes), args.markdown))
     for fam, s in detection.same_code_spread(rows).items():

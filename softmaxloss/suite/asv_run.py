@@ -58,8 +58,12 @@ def results_dir(config_file: str) -> str:
         raise SuiteError(str(exc)) from None
 
 
-# asv's progress lines at commit level: "[ 12.50%] · For softmaxloss commit 1a2b3c4d ...".
-_PROGRESS = re.compile(r"^\[\s*[\d.]+%\] · (For |Building|Installing)|^· (Creating|Discovering)")
+# asv's progress lines: per commit ("[ 12.50%] · For softmaxloss commit 1a2b3c4d ..."), the
+# environment steps, and asv find's search ("· Testing <---O---->", "Greatest regression").
+_PROGRESS = re.compile(
+    r"^\[\s*[\d.]+%\] · (For |Building|Installing)|^· (Creating|Discovering)"
+    r"|^·+ (Testing|Greatest|For \S+ commit)"
+)
 
 
 def run_asv(

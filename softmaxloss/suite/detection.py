@@ -244,8 +244,13 @@ def measure(
     changes: list[Change],
     settings: Settings,
     echo=None,
+    first_run: int = 1,
+    earlier: list[dict] | None = None,
 ) -> list[dict]:
-    """Runs asv per run and phase; returns the phases measured (where their results lie)."""
+    """Runs asv per run and phase; returns every phase measured (where its results lie).
+
+    ``first_run`` > 1 adds timing runs to a study measured before (``earlier``: its phases).
+    """
     home = os.path.join(workdir, "home")
     os.makedirs(home, exist_ok=True)
     env = {**os.environ, "HOME": home}
@@ -264,8 +269,8 @@ def measure(
     noops = [c for c in changes if c.kind == "noop"]
     timed = [c for c in changes if c.kind in ("forward", "backward")]
     once = [c for c in changes if c.kind in ("precision", "memory")]
-    phases = []
-    for run in range(1, max(settings.runs, settings.noop_runs) + 1):
+    phases = list(earlier or [])
+    for run in range(first_run, max(settings.runs, settings.noop_runs) + 1):
         jobs = []
         if run <= settings.noop_runs and noops:
             jobs.append(("noops", noops, once_part if run == 1 else None, timed_part, {}))
@@ -297,13 +302,17 @@ def measure(
             phases.append(
                 {"run": run, "phase": phase, "dir": dest, "changes": [c.name for c in members]}
             )
+    save_measured(workdir, commits, changes, phases)
+    return phases
+
+
+def save_measured(workdir: str, commits: dict, changes: list[Change], phases: list[dict]):
     with open(os.path.join(workdir, "phases.json"), "w") as f:
         json.dump(
             {"commits": commits, "phases": phases, "changes": [asdict(c) for c in changes]},
             f,
             indent=1,
         )
-    return phases
 
 
 def load_measured(workdir: str):
@@ -402,22 +411,44 @@ def _injected_factor(change: Change, rows: list[dict]) -> str:
     return f"{max(found):.4f} (max)" if found else "-"
 
 
+ONCE = ("instructions", "memory", "precision")  # measured in the first run only
+
+
 def _caught(rows: list[dict], family: str | None) -> str:
-    """``k/n``: runs (x commits) with a regression of ``family`` / runs that compared it."""
+    """``k/n``: runs (x commits) with a regression of ``family`` / runs that compared it.
+
+    ``family=None``: the gate's verdict over every family. The families measured in the
+    first run only are properties of the commit: their verdict holds in every run.
+    """
     sel = [r for r in rows if family is None or r["family"] == family]
     keys = {(r["run"], r["change"]) for r in sel}
     if not keys:
         return "-"
     hit = {(r["run"], r["change"]) for r in sel if r["regressed"]}
+    if family is None:
+        fixed = {r["change"] for r in sel if r["regressed"] and r["family"] in ONCE}
+        hit |= {k for k in keys if k[1] in fixed}
     return f"{len(hit)}/{len(keys)}"
 
 
 TABLE_FAMILIES = ("instructions", "time", "memory", "precision")
 
 
+# The families whose parameter combinations show an injection of each kind.
+_RELEVANT = {
+    "forward": ("instructions", "time"),
+    "backward": ("instructions", "time"),
+    "precision": ("precision",),
+    "memory": ("memory",),
+}
+
+
 def table(rows: list[dict], changes: list[Change]) -> list[list[str]]:
-    """One line per injection and size; one for the no-ops; cells are runs caught / runs."""
-    head = ["injection", "size", "injected (measured)", *TABLE_FAMILIES, "gate"]
+    """One line per injection and size (the sizes of the families its kind shows in: time
+    and instructions for a slowdown, the precision cases, the memory sizes); one line for
+    the no-ops. Cells: runs that caught it / runs that measured it, per family at that
+    size, then the gate's verdict over every benchmark of the commit ("any")."""
+    head = ["injection", "size", "injected (measured)", *TABLE_FAMILIES, "gate (any)"]
     out = [head]
     noop_rows = [r for r in rows if r["kind"] == "noop"]
     if noop_rows:
@@ -428,12 +459,13 @@ def table(rows: list[dict], changes: list[Change]) -> list[list[str]]:
         if change.kind == "noop":
             continue
         mine = [r for r in rows if r["change"] == change.name]
-        for size in sorted({r["size"] for r in mine}, key=_size_order):
+        relevant = _RELEVANT[change.kind]
+        sizes = {r["size"] for r in mine if r["family"] in relevant}
+        verdict = _caught(mine, None)
+        for size in sorted(sizes, key=_size_order):
             at = [r for r in mine if r["size"] == size]
             cells = [_caught(at, f) for f in TABLE_FAMILIES]
-            out.append(
-                [change.label, size, _injected_factor(change, at), *cells, _caught(at, None)]
-            )
+            out.append([change.label, size, _injected_factor(change, at), *cells, verdict])
     return out
 
 

@@ -25,11 +25,15 @@ from dataclasses import dataclass, field
 from softmaxloss.suite.results import Result
 
 FAMILIES = ("instructions", "time", "memory", "precision")
-# Chosen from the detection-power study (docs/gate.md).
+# Chosen from the detection-power study (docs/gate.md), measured here:
+# instructions: same-code ratios <= 1.0135 (630 comparisons); a 1.05x injection reads 1.05.
+# time: same-code <= 1.24 for BASE -> no-op (330), one of 1980 pairs over 1.35.
+# memory: same-code <= 1.008 (420); one extra logits buffer: 2x in extra bytes.
+# precision: same-code exactly 1.0 (1620); 2 eps more gradient error reads 2.25x.
 DEFAULT_THRESHOLDS = {
     "instructions": 1.03,
-    "time": 1.15,
-    "memory": 1.10,
+    "time": 1.35,
+    "memory": 1.05,
     "precision": 1.5,
     "other": 2.0,
 }

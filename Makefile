@@ -37,22 +37,30 @@ LAUNCH = $(eval LAUNCH := $$(shell $(PYTHON) -m softmaxloss machine launch))$(LA
 
 .PHONY: bench-deps asv-machine bench bench-quick gate torch-versions
 
+# What the asv targets need in $(PYTHON): asv, and what `python -m softmaxloss` (run from
+# this checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
 bench-deps:
-	$(PYTHON) -m pip install -q "asv==0.6.6" "virtualenv>=20"
+	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
+	  "torch==$(TORCH)" numpy "rich>=13" "asv==0.6.6" "virtualenv>=20"
 
+# asv's machine file (~/.asv-machine.json); its questionnaire goes to /dev/null.
 asv-machine: bench-deps
-	$(ASV) machine --yes --machine "$(MACHINE)"
+	@$(ASV) machine --yes --machine "$(MACHINE)" > /dev/null
+
+# asv run's output through `asv-quiet`: progress, failures with their stderr, one line
+# counting the skipped parameter combinations by reason; asv's exit status is kept.
+QUIET = $(PYTHON) -m softmaxloss asv-quiet --
 
 # The main job: builds the environment, runs the whole suite on HEAD, publishes the site.
 # A failed benchmark (asv exit 2) still gets the site published, then fails the target.
 bench: asv-machine
-	@rc=0; $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr HEAD^! || rc=$$?; \
+	@rc=0; $(QUIET) $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr HEAD^! || rc=$$?; \
 	$(MAKE) --no-print-directory site || exit $$?; \
 	echo "bench: asv run exit $$rc; serve the site with: make preview"; exit $$rc
 
 # Whole suite, one sample each, in this interpreter (no environment build, nothing saved).
 bench-quick: asv-machine
-	$(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
+	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
 
 # make gate BASE=<rev>: BASE vs HEAD; exit 1 on a regression beyond FACTOR, 2 on a failure.
 gate: asv-machine

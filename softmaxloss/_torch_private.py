@@ -11,6 +11,9 @@
 * ``torch._assert_async(cond, msg)``: an assertion checked on the tensor's device without
   waiting for it (on CUDA it fails at the next synchronisation, as ``F.cross_entropy``'s own
   target check does). The class-index range check off the CPU.
+* ``torch.nn._reduction.legacy_get_string(size_average, reduce)``: the deprecated
+  ``size_average``/``reduce`` arguments turned into a ``reduction`` (with torch's own
+  deprecation warning), exactly as ``F.cross_entropy`` does.
 
 If a torch release renames or changes any of them, the test fails loudly, naming the call.
 """
@@ -43,3 +46,8 @@ def assert_async(cond: torch.Tensor, message: str) -> None:
     next synchronisation (a device-side assertion).
     """
     torch._assert_async(cond, message)
+
+
+def legacy_reduction(size_average, reduce) -> str:
+    """``reduction`` for the deprecated ``size_average``/``reduce`` pair (warns, as torch)."""
+    return torch.nn._reduction.legacy_get_string(size_average, reduce)

@@ -664,7 +664,7 @@ def cross_entropy(
     ``IndexError`` here.
     """
     if size_average is not None or reduce is not None:
-        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+        reduction = _torch_private.legacy_reduction(size_average, reduce)
     _check_impl(impl, inplace)
     spec = _validate.check_all(input, target, weight, ignore_index, reduction, label_smoothing)
     if inplace:
@@ -721,7 +721,7 @@ class SoftmaxCrossEntropyLoss(nn.Module):
     ) -> None:
         super().__init__()
         if size_average is not None or reduce is not None:
-            reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+            reduction = _torch_private.legacy_reduction(size_average, reduce)
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         if reduction not in _validate.REDUCTIONS:

@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 
 import softmaxloss
-from softmaxloss import data, depth
+from softmaxloss import depth
 from softmaxloss.commands import main as cli_main
+from softmaxloss.commands.depth import parse_depths
+from softmaxloss.depth import data
 
 # ---------------------------------------------------------------------------------------------
 # A tiny CIFAR-10 directory in the official format
@@ -116,15 +118,15 @@ def test_cli_bad_data_dir_is_one_line_without_traceback(tmp_path):
 )
 def test_invalid_depths_refused(tmp_path, capsys, bad):
     with pytest.raises(ValueError, match="--depths"):
-        depth.parse_depths(bad)
+        parse_depths(bad)
     rc = cli_main(["depth", "--dataset", "synthetic", "--depths", bad, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "--depths" in err and err.count("\n") == 1
 
 
 def test_parse_depths_accepts_positive_integers():
-    assert depth.parse_depths("1,2,4,8") == [1, 2, 4, 8]
-    assert depth.parse_depths(" 3 ") == [3]
+    assert parse_depths("1,2,4,8") == [1, 2, 4, 8]
+    assert parse_depths(" 3 ") == [3]
 
 
 @pytest.mark.parametrize(
@@ -325,3 +327,45 @@ def _png_size(path):
     assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
     width, height = struct.unpack(">II", raw[16:24])
     return len(raw), width, height
+
+
+# ---------------------------------------------------------------------------------------------
+# The asv depth benchmark's one call
+
+
+def _independent_first_layer_error(fn, depth_, logit_scale):
+    """first_layer_error's recipe, with float64 F.cross_entropy backprop as the reference."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds = data.load_synthetic(seed=0, n_train=512, n_test=128)
+        model = depth.make_mlp(ds.features, 32, depth_, ds.classes, seed=0)
+        depth.train(model, ds, steps=30, batch=128, lr=1e-2, seed=0)
+        x64, y = ds.batch("test", np.arange(128))
+        y = torch.from_numpy(y)
+        net = copy.deepcopy(model).float()
+        x = torch.from_numpy(x64).float()
+        ref_net = copy.deepcopy(net).double()
+        F.cross_entropy(ref_net(x.double()) * logit_scale, y).backward()
+        fn(net(x) * logit_scale, y).backward()
+    finally:
+        torch.set_num_threads(threads)
+    a, b = depth.linears(net)[0], depth.linears(ref_net)[0]
+    g = torch.cat([a.weight.grad.flatten(), a.bias.grad]).double()
+    ref = torch.cat([b.weight.grad.flatten(), b.bias.grad])
+    return float((g - ref).abs().max() / ref.abs().max()) / torch.finfo(torch.float32).eps
+
+
+@pytest.mark.parametrize("name", ["manual", "fused_inplace"])
+def test_first_layer_error_matches_an_independent_float64_check(name):
+    fn = softmaxloss.IMPLEMENTATIONS[name]
+    got = depth.first_layer_error(fn, "float32", 2, 4.0)
+    expected = _independent_first_layer_error(fn, 2, 4.0)
+    # float64 backprop is ~1e-16 from exact: ~1e-9 float32 eps
+    assert abs(got - expected) < 1e-6 and 0 < got < 1e4
+    assert depth.first_layer_error(fn, "float32", 2, 4.0) == got  # seeded: the same number
+
+
+def test_first_layer_error_of_the_overflowing_naive_pair_is_inf():
+    fn = softmaxloss.IMPLEMENTATIONS["naive_manual"]
+    assert depth.first_layer_error(fn, "float32", 1, 1e4) == math.inf

@@ -1,10 +1,12 @@
 """The private torch APIs the package relies on (``softmaxloss._torch_private``).
 
-If a torch release renames or changes ``torch._softmax(..., out=)`` or ``Tensor._base``, these
-tests fail and name the call; the package's fused and manual paths depend on both.
+If a torch release renames or changes ``torch._softmax(..., out=)``, ``Tensor._base`` or
+``torch.nn._reduction.legacy_get_string``, these tests fail and name the call.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
@@ -77,3 +79,23 @@ def test_private_assert_async_passes_true_and_raises_false_on_the_cpu():
     _torch_private.assert_async(torch.tensor(True), "never raised")
     with pytest.raises(RuntimeError, match="class index outside"):
         _torch_private.assert_async(torch.tensor(False), "class index outside [0, 3)")
+
+
+@pytest.mark.parametrize(
+    ("size_average", "reduce", "expected"),
+    [(None, None, "mean"), (True, None, "mean"), (False, None, "sum"), (None, False, "none"),
+     (False, True, "sum"), (True, False, "none")],
+)  # fmt: skip
+def test_legacy_reduction_maps_as_the_documented_nn_loss_arguments(size_average, reduce, expected):
+    # torch.nn docs: reduce=False -> 'none' whatever size_average; else size_average=False ->
+    # 'sum'; else 'mean'
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _torch_private.legacy_reduction(size_average, reduce) == expected
+    x = torch.tensor([[1.0, 2.0], [0.5, -1.0]])
+    t = torch.tensor([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = torch.nn.functional.cross_entropy(x, t, reduction=expected)
+        legacy = torch.nn.functional.cross_entropy(x, t, size_average=size_average, reduce=reduce)
+    assert torch.equal(ours, legacy)

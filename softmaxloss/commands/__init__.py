@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from softmaxloss.commands import (
+    asv_quiet,
     compare,
     depth,
     machine,
@@ -22,7 +23,7 @@ from softmaxloss.commands import (
 )
 from softmaxloss.errors import CommandError, UsageError
 
-COMMANDS = (compare, ratios, overhead, depth, machine, site, torch_versions)
+COMMANDS = (compare, ratios, overhead, depth, machine, site, torch_versions, asv_quiet)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,15 +1,22 @@
-"""``python -m softmaxloss depth``: the depth experiment's command (see ``softmaxloss.depth``)."""
+"""``python -m softmaxloss depth``: the depth experiment's command (see ``softmaxloss.depth``).
+
+Checks the arguments, loads the data, runs ``depth.experiment`` with a progress bar on
+stderr, and writes ``OUT/depth.csv`` and ``OUT/depth.png`` (refusing to overwrite either)
+and a short table on stdout.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 
 import torch
 
 from softmaxloss import depth
-from softmaxloss.data import DATASETS, DataError, load
+from softmaxloss.depth.data import DATASETS, DataError, load
 from softmaxloss.errors import UsageError
+from softmaxloss.harness import DTYPES
 from softmaxloss.registry import IMPLEMENTATIONS
 
 
@@ -27,7 +34,7 @@ def add_parser(sub):
     p.add_argument(
         "--dtype",
         default="float32,float64",
-        help=f"comma-separated, from {', '.join(depth.DTYPES)} (default float32,float64)",
+        help=f"comma-separated, from {', '.join(DTYPES)} (default float32,float64)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--logit-scale", type=float, default=1.0, help="multiply the logits by K")
@@ -40,10 +47,61 @@ def add_parser(sub):
     return p
 
 
+def parse_depths(text: str) -> list[int]:
+    """``"1,2,4,8"`` -> ``[1, 2, 4, 8]``; positive, distinct integers only."""
+    items = [s.strip() for s in str(text).split(",")]
+    if not text or not str(text).strip() or any(s == "" for s in items):
+        raise ValueError(f"--depths must be comma-separated positive integers, got {text!r}")
+    depths = []
+    for s in items:
+        try:
+            d = int(s)
+        except ValueError:
+            raise ValueError(
+                f"--depths must be comma-separated positive integers, got {s!r} in {text!r}"
+            ) from None
+        if d <= 0:
+            raise ValueError(f"--depths must be positive integers (hidden layers), got {d}")
+        if d in depths:
+            raise ValueError(f"--depths lists {d} twice in {text!r}")
+        depths.append(d)
+    return depths
+
+
+def parse_dtypes(text: str) -> list[str]:
+    items = [s.strip() for s in str(text).split(",")]
+    bad = [s for s in items if s not in DTYPES]
+    if bad or not items:
+        raise ValueError(
+            f"--dtype must be a comma-separated list from {tuple(DTYPES)}, got {text!r}"
+        )
+    return list(dict.fromkeys(items))
+
+
+class _NoBar:
+    def set_description(self, *_):
+        pass
+
+    def update(self, *_):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total: int):
+    """tqdm on stderr (hidden when stderr is not a terminal); progress is a nicety."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, file=sys.stderr, disable=None, leave=False)
+
+
 def run(args) -> int:
     try:
-        depths = depth.parse_depths(args.depths)
-        dtypes = depth.parse_dtypes(args.dtype)
+        depths = parse_depths(args.depths)
+        dtypes = parse_dtypes(args.dtype)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     for opt, value in (("--batch", args.batch), ("--width", args.width)):
@@ -59,6 +117,13 @@ def run(args) -> int:
         raise UsageError(f"--data-dir is only read with --dataset cifar10, not {args.dataset}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out!r} exists and is not a directory")
+    csv_path = os.path.join(args.out, "depth.csv")
+    png_path = os.path.join(args.out, "depth.png")
+    for path in (csv_path, png_path):
+        if os.path.exists(path):
+            raise UsageError(
+                f"{path} exists; give a new --out directory (results are never overwritten)"
+            )
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -74,6 +139,7 @@ def run(args) -> int:
     impl_names = list(IMPLEMENTATIONS)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible sums whatever the core count; the nets are small
+    bar = _progress_bar(len(depths) * (1 + len(dtypes)))
     try:
         rows, notes = depth.experiment(
             dataset,
@@ -85,13 +151,12 @@ def run(args) -> int:
             width=args.width,
             steps=args.steps,
             lr=args.lr,
-            progress=True,
+            progress=bar,
         )
     finally:
+        bar.close()
         torch.set_num_threads(threads)
     n_rows = min(args.batch, dataset.test_y.shape[0])
-    csv_path = os.path.join(args.out, "depth.csv")
-    png_path = os.path.join(args.out, "depth.png")
     depth.write_csv(csv_path, rows, depth.columns(impl_names))
     title = (
         f"{dataset.name}: MLP width {args.width}, {args.steps} Adam steps, {n_rows} test rows, "

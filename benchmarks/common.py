@@ -23,7 +23,8 @@ Conventions (numpy's and scipy's suites):
   one warm-up forward+backward of the implementation on them (``prepare``).
 * Timings exclude compilation: the warm-up compiles the ``torch.compile`` entries for the
   case's shape, with their caches kept inside the benchmark environment
-  (``keep_compile_cache_in_env``). Compilation has its own benchmark (bench_compile.py).
+  (``keep_compile_cache_in_env``, under asv's ``ASV_ENV_DIR``). Compilation has its own
+  benchmark (bench_compile.py).
 * Every call gets fresh *non-leaf* logits (``fresh_logits``: a leaf copy's ``clone()``, as a
   layer's output would be), made in ``setup``, outside the timed call: ``fused_inplace``
   overwrites its logits and refuses a leaf.
@@ -147,10 +148,14 @@ def make_inputs(size: str, dtype: str, device: str, scale: str = "normal"):
 
 def keep_compile_cache_in_env() -> None:
     """Points torch.compile's caches (inductor's, Triton's) into the environment asv runs in
-    (``sys.prefix``: the benchmark environment's directory), unless already set: compiled
-    kernels are then reused across benchmark processes and runs of that environment, and
-    removed with it."""
-    cache = os.path.join(sys.prefix, "var", "softmaxloss-compile-cache")
+    (``ASV_ENV_DIR``, which asv sets for its benchmark processes: the environment's
+    ``sys.prefix``), unless already set: compiled kernels are then reused across benchmark
+    processes and runs of that environment, and removed with it. Outside an asv environment
+    (tests, ``-E existing``) nothing is changed."""
+    env_dir = os.environ.get("ASV_ENV_DIR")
+    if not env_dir:
+        return
+    cache = os.path.join(env_dir, "var", "softmaxloss-compile-cache")
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache, "inductor"))
     os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache, "triton"))
 

@@ -266,6 +266,8 @@ def test_selection_follows_asv_and_splits_instruction_counts():
         "fwdbwd": "bench_time.TimeSoftmaxLoss.time_forward_backward('manual', '128x100')",
         "mem": "bench_memory.MemSoftmaxLoss.peakmem_forward_backward('manual', '3200x3200')",
         "depth": "bench_depth.Depth.track_layers(3)",
+        "compiled": label.replace("'manual'", "'compiled'"),
+        "compiled_manual": label.replace("'manual'", "'compiled_manual'"),
     }
     import re
 

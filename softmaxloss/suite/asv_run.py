@@ -19,6 +19,21 @@ class SuiteError(Exception):
     """An error the command line reports as one line (exit status 2)."""
 
 
+def line_process(cmd: Sequence[str], cwd, env: dict | None = None) -> subprocess.Popen:
+    """``cmd`` started with its stdout and stderr merged into one line-buffered text pipe,
+    no stdin (asv must never wait for an answer)."""
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
+
+
 def git(repo: str, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -84,15 +99,7 @@ def run_asv(
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         start = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
+        proc = line_process(cmd, repo, env)
         assert proc.stdout is not None
         nothing = False
         for line in proc.stdout:

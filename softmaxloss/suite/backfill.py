@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from softmaxloss.suite import merge as merge_mod
+from softmaxloss.suite.asv_run import line_process
 from softmaxloss.suite.history import (
     HistoryError,
     fmt_duration,
@@ -113,16 +113,7 @@ def run_local(
             cmd += ["--torch", torch]
         env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
         env.pop("MAKEFLAGS", None)
-        proc = subprocess.Popen(
-            cmd,
-            cwd=clone,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
+        proc = line_process(cmd, clone, env)
         procs.append((i, d, proc))
     lock = threading.Lock()
     pumps = [

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from softmaxloss.suite import config as asv_config
 from softmaxloss.suite.asv_output import OutputFilter
+from softmaxloss.suite.asv_run import line_process
 
 COMMIT_LINE = re.compile(r"\bFor \S+ commit ([0-9a-f]{8,40})\b")
 FAILED = re.compile(r"\sfailed\s*$")
@@ -347,16 +348,7 @@ def run_asv(
     )
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
-        proc = subprocess.Popen(
-            cmd,
-            cwd=repo,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
+        proc = line_process(cmd, repo, env)
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)

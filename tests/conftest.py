@@ -116,3 +116,29 @@ def _quiet_scalar_warning():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
         yield
+
+
+@pytest.fixture
+def cli_refuses(capsys):
+    """``cli_refuses(argv, match)``: ``python -m softmaxloss ARGV`` exits 2 with one stderr
+    line matching ``match`` and nothing on stdout (the command line's bad-input contract)."""
+    import re
+
+    from softmaxloss.commands import main
+
+    def check(argv, match):
+        rc = main(argv)
+        err = capsys.readouterr()
+        assert rc == 2 and err.out == "", (rc, err.out)
+        assert len(err.err.splitlines()) == 1 and re.search(match, err.err), err.err
+        return err.err
+
+    return check
+
+
+@pytest.fixture
+def kept_file(tmp_path):
+    """A file with earlier results in it, for checks that a command never overwrites one."""
+    path = tmp_path / "kept.json"
+    path.write_text("earlier results")
+    return path

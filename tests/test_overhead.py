@@ -65,16 +65,11 @@ def test_an_entry_that_raises_is_reported_not_timed(monkeypatch, capsys):
         (["--impls", "manual,nope"], r"--impls: unknown 'nope'"),
     ],
 )
-def test_bad_arguments_are_one_line(args, match, capsys):
-    rc = main(["overhead", *args])
-    err = capsys.readouterr()
-    assert rc == 2 and err.out == ""
-    assert len(err.err.splitlines()) == 1 and re.search(match, err.err), err.err
+def test_bad_arguments_are_one_line(args, match, cli_refuses):
+    cli_refuses(["overhead", *args], match)
 
 
-def test_an_existing_json_file_is_never_overwritten(tmp_path, capsys):
-    out = tmp_path / "kept.json"
-    out.write_text("earlier results")
-    rc = main(["overhead", "--sizes", "8x3", "--budget", "0.002", "--json", str(out)])
-    assert rc == 2 and "exists" in capsys.readouterr().err
+def test_an_existing_json_file_is_never_overwritten(kept_file, cli_refuses):
+    out = kept_file
+    cli_refuses(["overhead", "--sizes", "8x3", "--budget", "0.002", "--json", str(out)], "exists")
     assert out.read_text() == "earlier results"

@@ -58,16 +58,13 @@ def test_ratios_memory_runs_in_a_fresh_process_and_counts_logits_buffers():
         (["--threads", "0"], r"--threads"),
     ],
 )
-def test_bad_arguments_are_one_line(args, match, capsys):
-    rc = main(["ratios", *args])
-    err = capsys.readouterr()
-    assert rc == 2 and err.out == ""
-    assert len(err.err.splitlines()) == 1 and re.search(match, err.err), err.err
+def test_bad_arguments_are_one_line(args, match, cli_refuses):
+    cli_refuses(["ratios", *args], match)
 
 
-def test_an_existing_json_file_is_never_overwritten(tmp_path, capsys):
-    out = tmp_path / "kept.json"
-    out.write_text("earlier results")
-    rc = main(["ratios", "--size", "8", "--repeats", "1", "--no-memory", "--json", str(out)])
-    assert rc == 2 and "exists" in capsys.readouterr().err
+def test_an_existing_json_file_is_never_overwritten(kept_file, cli_refuses):
+    out = kept_file
+    cli_refuses(
+        ["ratios", "--size", "8", "--repeats", "1", "--no-memory", "--json", str(out)], "exists"
+    )
     assert out.read_text() == "earlier results"

@@ -66,9 +66,10 @@ def test_gradcheck_layouts(impl, shape):
         )
 
 
+@pytest.mark.parametrize("impl", ["manual", "fused"])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("option", ["plain", "weight", "smoothing", "weight_ignore_smoothing"])
-def test_gradcheck_manual_probability_targets_wrt_input_and_target(reduction, option):
+def test_gradcheck_probability_targets_wrt_input_and_target(impl, reduction, option):
     kw = {k: v for k, v in OPTIONS[option].items() if k != "ignore"}
     x, _, opts = _inputs(3, **kw)
     gen = torch.Generator().manual_seed(4)
@@ -76,22 +77,7 @@ def test_gradcheck_manual_probability_targets_wrt_input_and_target(reduction, op
     p.requires_grad_(True)
 
     def f(x, p):
-        return softmaxloss.cross_entropy(x, p, reduction=reduction, impl="manual", **opts)
-
-    assert gradcheck(f, (x, p))
-
-
-@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
-@pytest.mark.parametrize("option", ["plain", "weight", "smoothing", "weight_ignore_smoothing"])
-def test_gradcheck_fused_probability_targets_wrt_input_and_target(reduction, option):
-    kw = {k: v for k, v in OPTIONS[option].items() if k != "ignore"}
-    x, _, opts = _inputs(3, **kw)
-    gen = torch.Generator().manual_seed(4)
-    p = torch.softmax(torch.randn(5, 4, generator=gen, dtype=torch.float64), 1)
-    p.requires_grad_(True)
-
-    def f(x, p):
-        return softmaxloss.cross_entropy(x, p, reduction=reduction, impl="fused", **opts)
+        return softmaxloss.cross_entropy(x, p, reduction=reduction, impl=impl, **opts)
 
     assert gradcheck(f, (x, p))
 

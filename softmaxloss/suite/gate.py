@@ -230,7 +230,8 @@ def format_markdown(rows) -> str:
 # classes (vocabulary-sized and float64 timings), time_forward_backward (timed as its two
 # halves; counted whole by the instruction counts) and the torch.compile entries (each asv
 # process traces them again even with a warm compile cache: with them `make gate` took
-# ~2.5x as long here; they stay in `make bench` and the site): the gate's time budget.
+# 1712 s here instead of 538 s (497 s without them, docs/gate.md); they stay in `make
+# bench` and the site): the gate's time budget.
 # asv matches -b against `name(p1, p2, ...)` for a parametrised benchmark, one combination
 # at a time, so a lookahead on the first parameter drops the compiled combinations only.
 GATE_BENCH = (

@@ -5,9 +5,11 @@ TORCH ?= 2.13.0
 .PHONY: install test lint format
 
 # torch is pinned first: the local CPU wheel. An unpinned torch pulls a 5.4 GB CUDA build.
+# Then the C++ lean path is built (~40 s once; softmaxloss/_cpu_ext.py).
 install:
 	$(PYTHON) -m pip install -q "torch==$(TORCH)"
 	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m softmaxloss build-ext
 
 test: install
 	$(PYTHON) -m pytest
@@ -76,6 +78,7 @@ bench: asv-machine valgrind
 
 # Whole suite, one sample each, in this interpreter (no environment build, nothing saved).
 bench-quick: asv-machine
+	$(PYTHON) -m softmaxloss build-ext
 	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
 
 # make gate BASE=<rev>: BASE vs HEAD (python -m softmaxloss gate). The command exits 1 on a

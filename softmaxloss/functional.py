@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softmaxloss import _torch_private, _validate
+from softmaxloss import _cpu_ext, _torch_private, _validate
 from softmaxloss.errors import UnsupportedDtypeError
 
 IMPLS = ("manual", "fused", "autograd", "torch")
@@ -488,12 +488,27 @@ def _lean_autograd(x, t2, kept, code):
     return _lean_loss(torch.log_softmax(x, 1).gather(1, t2), kept, code, kept_count)
 
 
+def _cpp_lean_applies(x) -> bool:
+    """The C++ lean path (``_cpu_ext``) takes float32/float64 CPU logits, outside
+    ``torch.compile`` (which traces the Python Functions)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+    )
+
+
 def lean_loss(x, t, kept, code: int, impl: str, inplace: bool = False):
     """The lean path on validated (M, C) rows in the compute dtype.
 
     ``t``: int64 class indices (ignored rows pointed at any valid class), ``kept``: None (no
     row ignored) or the bool mask of kept rows; ``code``: 0 none, 1 mean, 2 sum.
     """
+    if impl != "autograd" and not inplace and _cpp_lean_applies(x):
+        ext = _cpu_ext.module()
+        if ext is not None:
+            run = ext.manual if impl == "manual" else ext.fused
+            return run(x.contiguous(), t.contiguous(), kept, code)
     t2 = t[:, None]
     if impl == "manual":
         return LeanManual.apply(x, t2, kept, code)

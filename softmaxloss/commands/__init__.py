@@ -14,6 +14,7 @@ import sys
 from softmaxloss.commands import (
     asv_quiet,
     bisect,
+    build_ext,
     compare,
     depth,
     detection,
@@ -40,6 +41,7 @@ COMMANDS = (
     torch_versions,
     asv_quiet,
     history,
+    build_ext,
 )
 
 

@@ -1,0 +1,282 @@
+// The lean path of `manual` and `fused` on the CPU, as C++ autograd Functions.
+//
+// Same contract and math as the Python Functions `LeanManual` and `LeanFused` in
+// functional.py (which serve CUDA, torch.compile and machines without a compiler): (M, C)
+// contiguous float32/float64 logits x, int64 class indices t (ignored rows pointed at any
+// valid class), an optional bool mask `kept` of kept rows (absent: none ignored), and the
+// reduction code (0 none, 1 mean, 2 sum). Written in C++ for small calls: a Python
+// autograd.Function costs tens of microseconds per call in Python and tiny tensor ops, more
+// than the arithmetic of a 128x100 input. The row loops use ATen's vectorised exp (Sleef,
+// 1-ulp), the one F.cross_entropy's softmax uses.
+//
+// For one row n (m_n = max_c x_nc, s_n = sum_c exp(x_nc - m_n)):
+//   l_n            = (m_n - x_{n,t_n}) + log s_n       (both terms >= 0: no cancellation)
+//   p_nc           = exp((x_nc - m_n) - log s_n)
+//   d l_n / d x_nc = p_nc - [c = t_n]
+// The loss is reduced with r_n = 1 / D (mean, D = kept rows, NaN when none), 1 (sum) or
+// g_n (none, from the incoming gradient); ignored rows get loss 0 and gradient 0, even where
+// their logits are inf or NaN (as F.cross_entropy).
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace {
+
+using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+constexpr int64_t kGrain = 16;  // rows per parallel task
+
+void refuse_double_backward() {
+  TORCH_CHECK(
+      !at::GradMode::is_enabled(),
+      "the hand-written softmax cross-entropy gradient is not differentiable "
+      "(create_graph=True / double backward); use impl='autograd' or impl='torch'");
+}
+
+// m_n and log s_n of one row.
+template <typename T>
+void row_max_log_sum_exp(const T* x, int64_t C, T& m, T& log_s) {
+  using V = at::vec::Vectorized<T>;
+  m = at::vec::reduce_all<T>([](V& a, V& b) { return at::vec::maximum(a, b); }, x, C);
+  const T mm = m;
+  T s = at::vec::map_reduce_all<T>(
+      [mm](V v) { return (v - V(mm)).exp(); }, [](V a, V b) { return a + b; }, x, C);
+  log_s = std::log(s);
+}
+
+// The number of kept rows, D.
+int64_t kept_count(const std::optional<Tensor>& kept, int64_t M) {
+  if (!kept) return M;
+  const bool* k = kept->const_data_ptr<bool>();
+  return std::count(k, k + M, true);
+}
+
+// l_n for every row (0 on ignored rows), and m_n and log s_n.
+template <typename T>
+void loss_rows(const Tensor& x, const Tensor& t, const bool* kept, T* loss, T* m_out,
+               T* log_s_out) {
+  const int64_t M = x.size(0), C = x.size(1);
+  const T* xp = x.const_data_ptr<T>();
+  const int64_t* tp = t.const_data_ptr<int64_t>();
+  at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      T m, log_s;
+      row_max_log_sum_exp(xp + n * C, C, m, log_s);
+      loss[n] = (kept && !kept[n]) ? T(0) : (m - xp[n * C + tp[n]]) + log_s;
+      m_out[n] = m;
+      log_s_out[n] = log_s;
+    }
+  });
+}
+
+// g_n = r_n (p_n - onehot(t_n)) for every row, 0 on ignored rows; r: one value per row
+// (`r_rows`) or one for all (`r_all`).
+template <typename T>
+void grad_rows(const Tensor& x, const Tensor& t, const bool* kept, const T* m, const T* log_s,
+               const T* r_rows, T r_all, Tensor& g) {
+  using V = at::vec::Vectorized<T>;
+  const int64_t M = x.size(0), C = x.size(1);
+  const T* xp = x.const_data_ptr<T>();
+  const int64_t* tp = t.const_data_ptr<int64_t>();
+  T* gp = g.data_ptr<T>();
+  at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      T* gr = gp + n * C;
+      const T r = r_rows ? r_rows[n] : r_all;
+      if (kept && !kept[n]) {
+        std::fill(gr, gr + C, T(0));
+        continue;
+      }
+      const T mm = m[n], ls = log_s[n];
+      // r_n exp((x_nc - m_n) - log s_n) = r_n p_nc
+      at::vec::map([mm, ls, r](V v) { return ((v - V(mm)) - V(ls)).exp() * V(r); }, gr,
+                   xp + n * C, C);
+      gr[tp[n]] -= r;  // - r_n [c = t_n]
+    }
+  });
+}
+
+// fused's rows: l_n as loss_rows, and g_n = r (p_n - onehot(t_n)) (0 on ignored rows) with
+// one exp per logit: g = exp(x - m) summed as it is stored (s), then scaled by r / s.
+template <typename T>
+void loss_and_grad_rows(const Tensor& x, const Tensor& t, const bool* kept, T r, T* loss,
+                        Tensor& g) {
+  using V = at::vec::Vectorized<T>;
+  const int64_t M = x.size(0), C = x.size(1);
+  const T* xp = x.const_data_ptr<T>();
+  const int64_t* tp = t.const_data_ptr<int64_t>();
+  T* gp = g.data_ptr<T>();
+  at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const T* xr = xp + n * C;
+      T* gr = gp + n * C;
+      if (kept && !kept[n]) {
+        std::fill(gr, gr + C, T(0));
+        loss[n] = T(0);
+        continue;
+      }
+      const T m = at::vec::reduce_all<T>([](V& a, V& b) { return at::vec::maximum(a, b); }, xr, C);
+      // s_n = sum_c exp(x_nc - m_n), with exp(x_nc - m_n) stored in g
+      V acc(T(0));
+      int64_t c = 0;
+      for (; c + V::size() <= C; c += V::size()) {
+        V e = (V::loadu(xr + c) - V(m)).exp();
+        e.store(gr + c);
+        acc = acc + e;
+      }
+      T s = at::vec::vec_reduce_all<T>([](V& a, V& b) { return a + b; }, acc);
+      for (; c < C; ++c) {
+        gr[c] = std::exp(xr[c] - m);
+        s += gr[c];
+      }
+      loss[n] = (m - xr[tp[n]]) + std::log(s);
+      const T k = r / s;  // r_n p_nc = (r_n / s_n) exp(x_nc - m_n)
+      at::vec::map([k](V v) { return v * V(k); }, gr, gr, C);
+      gr[tp[n]] -= r;  // - r_n [c = t_n]
+    }
+  });
+}
+
+// The reduced loss from the rows: the rows themselves (none), or their sum (sum) or sum / D
+// (mean; 0 / 0 = NaN when nothing is kept, as F), accumulated in float64 so that the mean
+// of many rows keeps its digits.
+Tensor reduce_rows(const Tensor& rows, int64_t code, int64_t D) {
+  if (code == 0) return rows;
+  double total = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "softmaxloss_reduce", [&] {
+    const scalar_t* r = rows.const_data_ptr<scalar_t>();
+    for (int64_t n = 0; n < rows.size(0); ++n) total += r[n];
+  });
+  if (code == 1) total /= static_cast<double>(D);
+  return at::scalar_tensor(total, rows.options());
+}
+
+const bool* kept_ptr(const std::optional<Tensor>& kept) {
+  return kept ? kept->const_data_ptr<bool>() : nullptr;
+}
+
+// r_n from the incoming gradient: one value (mean, sum) or one per row (none).
+struct Scale {
+  Tensor rows;  // (M,) for none
+  double all = 1.0;
+};
+
+Scale row_scale(const Tensor& grad_output, int64_t code, int64_t D) {
+  Scale s;
+  if (code == 0) {
+    s.rows = grad_output.contiguous();
+  } else {
+    s.all = grad_output.item<double>();
+    if (code == 1) s.all /= static_cast<double>(D);
+  }
+  return s;
+}
+
+// manual: forward keeps per-row m_n and log s_n (nothing logits-sized); backward
+// recomputes p from them in one pass.
+struct ManualCpu : public torch::autograd::Function<ManualCpu> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& t,
+                        const std::optional<Tensor>& kept, int64_t code) {
+    const int64_t M = x.size(0), D = kept_count(kept, M);
+    Tensor loss = at::empty({M}, x.options()), m = at::empty({M}, x.options()),
+           log_s = at::empty({M}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmaxloss_manual_forward", [&] {
+      loss_rows<scalar_t>(x, t, kept_ptr(kept), loss.data_ptr<scalar_t>(),
+                          m.data_ptr<scalar_t>(), log_s.data_ptr<scalar_t>());
+    });
+    ctx->save_for_backward({x, t, kept.value_or(Tensor()), m, log_s});
+    ctx->saved_data["code"] = code;
+    ctx->saved_data["D"] = D;
+    return reduce_rows(loss, code, D);
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    refuse_double_backward();
+    auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &t = saved[1], &kept = saved[2], &m = saved[3], &log_s = saved[4];
+    std::optional<Tensor> kept_opt = kept.defined() ? std::optional<Tensor>(kept) : std::nullopt;
+    const int64_t code = ctx->saved_data["code"].toInt(), D = ctx->saved_data["D"].toInt();
+    Tensor g = at::empty_like(x);
+    Scale s = row_scale(grads[0], code, D);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmaxloss_manual_backward", [&] {
+      const scalar_t* r_rows = code == 0 ? s.rows.const_data_ptr<scalar_t>() : nullptr;
+      grad_rows<scalar_t>(x, t, kept_ptr(kept_opt), m.const_data_ptr<scalar_t>(),
+                          log_s.const_data_ptr<scalar_t>(), r_rows,
+                          static_cast<scalar_t>(s.all), g);
+    });
+    return {g, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// fused: forward builds the gradient for grad_output = 1, g = r (p - onehot(t)), in one
+// buffer; backward scales it (or hands it over as it is when grad_output is 1).
+struct FusedCpu : public torch::autograd::Function<FusedCpu> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& t,
+                        const std::optional<Tensor>& kept, int64_t code) {
+    const int64_t M = x.size(0), D = kept_count(kept, M);
+    Tensor loss = at::empty({M}, x.options()), g = at::empty_like(x);
+    // r_n before grad_output: 1 / D (mean), 1 (sum, none)
+    const double r = code == 1 ? 1.0 / static_cast<double>(D) : 1.0;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmaxloss_fused_forward", [&] {
+      loss_and_grad_rows<scalar_t>(x, t, kept_ptr(kept), static_cast<scalar_t>(r),
+                                   loss.data_ptr<scalar_t>(), g);
+    });
+    ctx->save_for_backward({g});
+    ctx->saved_data["code"] = code;
+    return reduce_rows(loss, code, D);
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    refuse_double_backward();
+    Tensor g = ctx->get_saved_variables()[0];
+    const Tensor& go = grads[0];
+    if (ctx->saved_data["code"].toInt() == 0) {
+      g = g * go.unsqueeze(1);
+    } else if (go.item<double>() != 1.0) {
+      g = g * go;
+    } else {
+      // grad_output 1 (a plain loss.backward()): hand g over. A new tensor over g's storage,
+      // since autograd copies a gradient that something else (the saved variable) holds.
+      g = g.alias();
+    }
+    return {g, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// The Python caller's contract, checked (a wrong layout would read out of bounds).
+void check_contract(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept,
+                    int64_t code) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous() &&
+                  (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble),
+              "x must be contiguous (M, C) float32/float64 CPU logits");
+  TORCH_CHECK(t.device().is_cpu() && t.dim() == 1 && t.size(0) == x.size(0) &&
+                  t.is_contiguous() && t.scalar_type() == at::kLong,
+              "t must be contiguous (M,) int64 CPU class indices");
+  TORCH_CHECK(!kept || (kept->scalar_type() == at::kBool && kept->is_contiguous() &&
+                        kept->dim() == 1 && kept->size(0) == x.size(0)),
+              "kept must be a contiguous (M,) bool mask");
+  TORCH_CHECK(code >= 0 && code <= 2, "code must be 0 (none), 1 (mean) or 2 (sum)");
+}
+
+Tensor manual(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept, int64_t code) {
+  check_contract(x, t, kept, code);
+  return ManualCpu::apply(x, t, kept, code);
+}
+
+Tensor fused(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept, int64_t code) {
+  check_contract(x, t, kept, code);
+  return FusedCpu::apply(x, t, kept, code);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
+  mod.def("manual", &manual, "lean manual: loss, hand-written backward");
+  mod.def("fused", &fused, "lean fused: loss, gradient built in forward");
+}

@@ -1,0 +1,177 @@
+"""The C++ lean path for the CPU (``softmaxloss._cpu_ext``, ``csrc/lean_cpu.cpp``).
+
+Both lean backends, the C++ Functions and the Python ones they replace on the CPU (which
+still serve CUDA, ``torch.compile`` and machines without a compiler), are checked against
+float64 ``F.cross_entropy`` on the same grid: dtypes, reductions, ignored rows, class
+counts around the vector widths (1, 7, 8, 9, 17, 100 classes). Also: the backend really in
+use (the grad_fn), the fallback when the build fails, the switch, the double-backward
+refusal and the caller contract the C++ code checks.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import torch
+from test_parity import check_parity, make_case
+
+from softmaxloss import _cpu_ext, cross_entropy, harness
+from softmaxloss.commands import main
+
+GRAD_FN = {
+    ("cpp", "manual"): "ManualCpu",
+    ("cpp", "fused"): "FusedCpu",
+    ("python", "manual"): "LeanManualBackward",
+    ("python", "fused"): "LeanFusedBackward",
+}
+
+
+@pytest.fixture(params=["cpp", "python"])
+def backend(request, monkeypatch):
+    """``"cpp"``: the extension serves lean CPU calls; ``"python"``: the Python Functions."""
+    if request.param == "python":
+        monkeypatch.setattr(_cpu_ext, "_loaded", [None])
+    elif _cpu_ext.module() is None:
+        pytest.skip(f"no C++ lean path here: {_cpu_ext.status()}")
+    return request.param
+
+
+def test_the_extension_builds_where_it_can():
+    """Where nothing rules it out (a compiler, ninja, not switched off) it must load: a
+    build error would otherwise only show as slower small calls."""
+    if _cpu_ext.unavailable_reason() is not None and not _cpu_ext._failure:
+        pytest.skip(_cpu_ext.status())
+    assert _cpu_ext.module() is not None, _cpu_ext.status()
+    assert _cpu_ext.status().startswith("C++ lean path")
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("ignore", [None, "some", "class", "all"])
+@pytest.mark.parametrize("classes", [1, 7, 8, 9, 17, 100])
+def test_matches_float64_f(backend, impl, dtype, reduction, ignore, classes):
+    seed = zlib.crc32(repr((impl, dtype, reduction, ignore, classes)).encode())
+    x, t, opts, gen = make_case(seed, dtype, batch=(13,), classes=classes, ignore=ignore)
+    loss = cross_entropy(x.clone().requires_grad_(), t, reduction=reduction, impl=impl, **opts)
+    assert GRAD_FN[backend, impl] in loss.grad_fn.name()
+    check_parity(impl, x, t, opts, reduction, gen)
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+def test_ignored_rows_of_inf_and_nan_logits_give_zero(backend, impl):
+    x = torch.randn(4, 9, dtype=torch.float64)
+    x[1] = float("inf")
+    x[2, 3] = float("nan")
+    t = torch.tensor([0, -100, -100, 5])
+    xi = x.clone().requires_grad_()
+    loss = cross_entropy(xi, t, impl=impl)
+    loss.backward()
+    xr = x.clone().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(xr, t)
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-12, atol=0)
+    kept = [0, 3]  # F's own gradient is NaN on the ignored rows (log_softmax's backward)
+    torch.testing.assert_close(xi.grad[kept], xr.grad[kept], rtol=1e-12, atol=1e-15)
+    assert not xi.grad[1:3].any()
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+def test_a_kept_row_of_nan_gives_nan_as_f(backend, impl):
+    x = torch.randn(3, 9)
+    x[1, 4] = float("nan")
+    t = torch.tensor([0, 2, 5])
+    xi = x.clone().requires_grad_()
+    loss = cross_entropy(xi, t, impl=impl, reduction="none")
+    loss.sum().backward()
+    assert loss.isnan().tolist() == [False, True, False]
+    assert xi.grad[1].isnan().all() and not xi.grad[[0, 2]].isnan().any()
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+def test_double_backward_is_refused(backend, impl):
+    x = torch.randn(3, 5, requires_grad=True)
+    loss = cross_entropy(x * 1, torch.tensor([0, 1, 2]), impl=impl)
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        torch.autograd.grad(loss, x, create_graph=True)
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+def test_forward_backward_peaks_at_one_logits_sized_buffer(backend, impl):
+    """manual: the gradient, allocated in backward; fused: the gradient built in forward and
+    handed over as .grad without a copy (grad_output 1). 16 MiB logits: one buffer reads
+    1.000 alone (page noise: test_harness); a copy would read 2. The bounds are half a
+    buffer either way, since inside the whole suite other tests' memory moves the reading."""
+    x, t = torch.randn(2048, 2048), torch.randint(0, 2048, (2048,))
+    extra = harness.extra_bytes(lambda a, b: cross_entropy(a, b, impl=impl), x, t)
+    assert 0.5 <= extra / x.nbytes < 1.5, f"{extra / x.nbytes:.3f} buffers"
+
+
+def test_a_failed_build_falls_back_with_one_warning(monkeypatch):
+    def broken(isa=None):
+        raise RuntimeError("Error building extension 'x': c++ exited 1")
+
+    monkeypatch.setattr(_cpu_ext, "_loaded", [])
+    monkeypatch.setattr(_cpu_ext, "_failure", [])
+    monkeypatch.setattr(_cpu_ext, "build", broken)
+    monkeypatch.delenv(_cpu_ext.ENV_SWITCH, raising=False)
+    if _cpu_ext.unavailable_reason() is not None:
+        pytest.skip(_cpu_ext.status())
+    x, t = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0])
+    with pytest.warns(RuntimeWarning, match="did not build: RuntimeError: Error building"):
+        loss = cross_entropy(x, t)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(x, t), rtol=1e-12, atol=0)
+    assert "did not build" in _cpu_ext.status()
+    cross_entropy(x, t)  # decided once: no second warning (pytest's config errors on one)
+
+
+def test_the_switch_turns_it_off(monkeypatch):
+    monkeypatch.setenv(_cpu_ext.ENV_SWITCH, "0")
+    monkeypatch.setattr(_cpu_ext, "_loaded", [])
+    assert _cpu_ext.module() is None
+    assert _cpu_ext.status() == f"Python Functions ({_cpu_ext.ENV_SWITCH}=0)"
+    loss = cross_entropy(torch.randn(3, 4, requires_grad=True) * 1, torch.tensor([0, 1, 2]))
+    assert "LeanManualBackward" in loss.grad_fn.name()
+
+
+def test_unknown_instruction_set_is_refused():
+    with pytest.raises(ValueError, match="isa must be one of"):
+        _cpu_ext.build("SSE9")
+
+
+@pytest.mark.parametrize("entry", ["manual", "fused"])
+def test_the_cpp_functions_check_their_contract(entry):
+    ext = _cpu_ext.module()
+    if ext is None:
+        pytest.skip(_cpu_ext.status())
+    fn = getattr(ext, entry)
+    x, t = torch.randn(4, 6), torch.tensor([0, 1, 2, 3])
+    with pytest.raises(RuntimeError, match="x must be contiguous"):
+        fn(x.t(), torch.tensor([0] * 6), None, 1)
+    with pytest.raises(RuntimeError, match="t must be contiguous"):
+        fn(x, t.int(), None, 1)
+    with pytest.raises(RuntimeError, match="kept must be"):
+        fn(x, t, torch.ones(4), 1)
+    with pytest.raises(RuntimeError, match="code must be"):
+        fn(x, t, None, 3)
+
+
+def test_build_ext_refuses_an_unknown_instruction_set(cli_refuses):
+    cli_refuses(["build-ext", "SSE9"], r"build-ext: error: ISA must be one of .*got SSE9")
+
+
+def test_build_ext_builds_and_names_the_module(capsys):
+    if _cpu_ext.unavailable_reason() is not None:
+        pytest.skip(_cpu_ext.status())
+    assert main(["build-ext"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"C++ lean path {_cpu_ext.name()}: ") and out.strip().endswith(".so")
+
+
+def test_build_ext_says_why_it_builds_nothing(monkeypatch, capsys):
+    monkeypatch.setenv(_cpu_ext.ENV_SWITCH, "0")
+    assert main(["build-ext"]) == 0
+    assert capsys.readouterr().out == (
+        f"C++ lean path not built: {_cpu_ext.ENV_SWITCH}=0; the Python Functions serve every call\n"
+    )

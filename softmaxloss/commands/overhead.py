@@ -7,13 +7,12 @@ ratio to ``F.cross_entropy`` (the ``torch`` entry), over the gate's sizes.
 Small inputs are where per-call overhead (argument checks, tiny tensor ops) shows: this is
 the table for it. The baseline is the registry's ``torch`` entry (``F.cross_entropy`` behind
 the same argument checks as every entry); the column ``F.cross_entropy direct`` is F called
-without them, timed in the same rounds. Timing is ``harness.time_impls`` (non-leaf logits made outside the timed
-region, interleaved rounds, medians) after one full-size warm-up call of each entry, so
-``torch.compile`` entries are timed compiled, not compiling. Each size gets about the same
-time budget (``--budget`` seconds of ``torch`` calls). With ``--rounds R`` the whole
-measurement is repeated R times and every cell shows the range of the R medians. The output
-is a Markdown table.
-"""
+without them, timed in the same rounds. Timing is ``harness.time_impls`` (non-leaf logits
+made outside the timed region, interleaved rounds, medians) after one full-size warm-up call
+of each entry, so ``torch.compile`` entries are timed compiled, not compiling. Each size
+gets about the same time budget (``--budget`` seconds of ``torch`` calls). With ``--rounds
+R`` the whole measurement is repeated R times and every cell shows the range of the R
+medians. The output is a Markdown table."""
 
 from __future__ import annotations
 

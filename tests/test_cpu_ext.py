@@ -155,6 +155,10 @@ def test_the_cpp_functions_check_their_contract(entry):
         fn(x, t, torch.ones(4), 1)
     with pytest.raises(RuntimeError, match="code must be"):
         fn(x, t, None, 3)
+    with pytest.raises(RuntimeError, match=r"t must hold class indices in \[0, C\)"):
+        fn(x, torch.tensor([0, 1, 6, 3]), None, 1)
+    with pytest.raises(RuntimeError, match=r"t must hold class indices in \[0, C\)"):
+        fn(x, torch.tensor([0, -100, 2, 3]), torch.tensor([True, False, True, True]), 1)
 
 
 def test_build_ext_refuses_an_unknown_instruction_set(cli_refuses):
@@ -175,3 +179,19 @@ def test_build_ext_says_why_it_builds_nothing(monkeypatch, capsys):
     assert capsys.readouterr().out == (
         f"C++ lean path not built: {_cpu_ext.ENV_SWITCH}=0; the Python Functions serve every call\n"
     )
+
+
+@pytest.mark.parametrize("entry", ["manual", "fused"])
+@pytest.mark.parametrize("code", [0, 1, 2])
+@pytest.mark.parametrize("ignored", [False, True])
+def test_gradcheck_of_the_cpp_functions(entry, code, ignored):
+    """Central finite differences in float64 of the C++ Functions themselves."""
+    ext = _cpu_ext.module()
+    if ext is None:
+        pytest.skip(_cpu_ext.status())
+    gen = torch.Generator().manual_seed(code)
+    x = torch.randn(6, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 9, (6,), generator=gen)
+    kept = torch.tensor([True, False, True, True, False, True]) if ignored else None
+    fn = getattr(ext, entry)
+    assert torch.autograd.gradcheck(lambda a: fn(a, t, kept, code), (x,))

@@ -262,6 +262,10 @@ void check_contract(const Tensor& x, const Tensor& t, const std::optional<Tensor
                         kept->dim() == 1 && kept->size(0) == x.size(0)),
               "kept must be a contiguous (M,) bool mask");
   TORCH_CHECK(code >= 0 && code <= 2, "code must be 0 (none), 1 (mean) or 2 (sum)");
+  // the row loops index x[n, t_n]: an index outside [0, C) would read out of bounds
+  const int64_t *tp = t.const_data_ptr<int64_t>(), C = x.size(1);
+  TORCH_CHECK(std::all_of(tp, tp + t.size(0), [C](int64_t v) { return v >= 0 && v < C; }),
+              "t must hold class indices in [0, C) (ignored rows pointed at a valid class)");
 }
 
 Tensor manual(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept, int64_t code) {

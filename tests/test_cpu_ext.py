@@ -19,7 +19,7 @@ import pytest
 import torch
 from test_parity import check_parity, make_case
 
-from softmaxloss import _cpu_ext, cross_entropy, harness
+from softmaxloss import _cpu_ext, cross_entropy
 from softmaxloss.commands import main
 
 GRAD_FN = {

@@ -504,11 +504,12 @@ def lean_loss(x, t, kept, code: int, impl: str, inplace: bool = False):
     ``t``: int64 class indices (ignored rows pointed at any valid class), ``kept``: None (no
     row ignored) or the bool mask of kept rows; ``code``: 0 none, 1 mean, 2 sum.
     """
-    if impl != "autograd" and not inplace and _cpp_lean_applies(x):
+    if impl != "autograd" and _cpp_lean_applies(x):
         ext = _cpu_ext.module()
-        if ext is not None:
-            run = ext.manual if impl == "manual" else ext.fused
-            return run(x.contiguous(), t.contiguous(), kept, code)
+        if ext is not None and impl == "manual":
+            return ext.manual(x.contiguous(), t.contiguous(), kept, code)
+        if ext is not None:  # inplace: x is contiguous (checked), so x itself is written
+            return ext.fused(x.contiguous(), t.contiguous(), kept, code, inplace)
     t2 = t[:, None]
     if impl == "manual":
         return LeanManual.apply(x, t2, kept, code)

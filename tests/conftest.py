@@ -142,3 +142,18 @@ def kept_file(tmp_path):
     path = tmp_path / "kept.json"
     path.write_text("earlier results")
     return path
+
+
+@pytest.fixture(params=["cpp", "python"])
+def lean_backend(request, monkeypatch):
+    """Which backend serves lean CPU calls of manual and fused: ``"cpp"``, the C++ Functions
+    (``softmaxloss._cpu_ext``; skipped where they cannot be built), or ``"python"``, the
+    Python Functions they replace (which still serve CUDA, torch.compile and machines
+    without a compiler)."""
+    from softmaxloss import _cpu_ext
+
+    if request.param == "python":
+        monkeypatch.setattr(_cpu_ext, "_loaded", [None])
+    elif _cpu_ext.module() is None:
+        pytest.skip(f"no C++ lean path here: {_cpu_ext.status()}")
+    return request.param

@@ -30,14 +30,9 @@ GRAD_FN = {
 }
 
 
-@pytest.fixture(params=["cpp", "python"])
-def backend(request, monkeypatch):
-    """``"cpp"``: the extension serves lean CPU calls; ``"python"``: the Python Functions."""
-    if request.param == "python":
-        monkeypatch.setattr(_cpu_ext, "_loaded", [None])
-    elif _cpu_ext.module() is None:
-        pytest.skip(f"no C++ lean path here: {_cpu_ext.status()}")
-    return request.param
+@pytest.fixture
+def backend(lean_backend):
+    return lean_backend
 
 
 def test_the_extension_builds_where_it_can():

@@ -103,13 +103,14 @@ void grad_rows(const Tensor& x, const Tensor& t, const bool* kept, const T* m, c
 }
 
 // fused's rows: l_n as loss_rows, and g_n = r (p_n - onehot(t_n)) (0 on ignored rows) with
-// one exp per logit: g = exp(x - m) summed as it is stored (s), then scaled by r / s.
+// one exp per logit: g = exp(x - m) summed as it is stored (s), then scaled by r / s. g may
+// be x itself (inplace): each row reads x_{n,t_n} and its max before it writes.
 template <typename T>
 void loss_and_grad_rows(const Tensor& x, const Tensor& t, const bool* kept, T r, T* loss,
                         Tensor& g) {
   using V = at::vec::Vectorized<T>;
   const int64_t M = x.size(0), C = x.size(1);
-  const T* xp = x.const_data_ptr<T>();
+  const T* xp = x.const_data_ptr<T>();  // may alias gp (inplace)
   const int64_t* tp = t.const_data_ptr<int64_t>();
   T* gp = g.data_ptr<T>();
   at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
@@ -122,6 +123,7 @@ void loss_and_grad_rows(const Tensor& x, const Tensor& t, const bool* kept, T r,
         continue;
       }
       const T m = at::vec::reduce_all<T>([](V& a, V& b) { return at::vec::maximum(a, b); }, xr, C);
+      const T shifted_t = m - xr[tp[n]];  // m_n - x_{n,t_n} >= 0
       // s_n = sum_c exp(x_nc - m_n), with exp(x_nc - m_n) stored in g
       V acc(T(0));
       int64_t c = 0;
@@ -135,7 +137,7 @@ void loss_and_grad_rows(const Tensor& x, const Tensor& t, const bool* kept, T r,
         gr[c] = std::exp(xr[c] - m);
         s += gr[c];
       }
-      loss[n] = (m - xr[tp[n]]) + std::log(s);
+      loss[n] = shifted_t + std::log(s);
       const T k = r / s;  // r_n p_nc = (r_n / s_n) exp(x_nc - m_n)
       at::vec::map([k](V v) { return v * V(k); }, gr, gr, C);
       gr[tp[n]] -= r;  // - r_n [c = t_n]
@@ -215,12 +217,16 @@ struct ManualCpu : public torch::autograd::Function<ManualCpu> {
 };
 
 // fused: forward builds the gradient for grad_output = 1, g = r (p - onehot(t)), in one
-// buffer; backward scales it (or hands it over as it is when grad_output is 1).
+// buffer (with `inplace`, the logits' own storage: their version counter is bumped, so a
+// node that saved them raises at backward instead of reading the gradient); backward
+// scales it (or hands it over as it is when grad_output is 1).
 struct FusedCpu : public torch::autograd::Function<FusedCpu> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& t,
-                        const std::optional<Tensor>& kept, int64_t code) {
+                        const std::optional<Tensor>& kept, int64_t code, bool inplace) {
     const int64_t M = x.size(0), D = kept_count(kept, M);
-    Tensor loss = at::empty({M}, x.options()), g = at::empty_like(x);
+    Tensor loss = at::empty({M}, x.options());
+    Tensor g = inplace ? x : at::empty_like(x);
+    if (inplace) torch::autograd::impl::bump_version(x);
     // r_n before grad_output: 1 / D (mean), 1 (sum, none)
     const double r = code == 1 ? 1.0 / static_cast<double>(D) : 1.0;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmaxloss_fused_forward", [&] {
@@ -245,7 +251,7 @@ struct FusedCpu : public torch::autograd::Function<FusedCpu> {
       // since autograd copies a gradient that something else (the saved variable) holds.
       g = g.alias();
     }
-    return {g, Tensor(), Tensor(), Tensor()};
+    return {g, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -273,14 +279,17 @@ Tensor manual(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kep
   return ManualCpu::apply(x, t, kept, code);
 }
 
-Tensor fused(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept, int64_t code) {
+Tensor fused(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept, int64_t code,
+             bool inplace) {
   check_contract(x, t, kept, code);
-  return FusedCpu::apply(x, t, kept, code);
+  return FusedCpu::apply(x, t, kept, code, inplace);
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("manual", &manual, "lean manual: loss, hand-written backward");
-  mod.def("fused", &fused, "lean fused: loss, gradient built in forward");
+  mod.def("fused", &fused, "lean fused: loss, gradient built in forward (inplace: in x)",
+          pybind11::arg("x"), pybind11::arg("t"), pybind11::arg("kept"), pybind11::arg("code"),
+          pybind11::arg("inplace") = false);
 }

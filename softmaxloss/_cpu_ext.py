@@ -112,7 +112,10 @@ def build(isa: str | None = None):
     return cpp_extension.load(
         name=name(isa),
         sources=[str(SOURCE)],
-        extra_cflags=["-O3", *ISA_FLAGS[isa]],
+        # -fopenmp: at::parallel_for is inline OpenMP (ATen's parallel backend here); without
+        # it the row loops run on one thread. The runtime is the libgomp torch has loaded.
+        extra_cflags=["-O3", "-fopenmp", *ISA_FLAGS[isa]],
+        extra_ldflags=["-fopenmp"],
         build_directory=_build_directory(isa),
         verbose=False,
     )

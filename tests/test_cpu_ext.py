@@ -3,7 +3,8 @@
 Both lean backends, the C++ Functions and the Python ones they replace on the CPU (which
 still serve CUDA, ``torch.compile`` and machines without a compiler), are checked against
 float64 ``F.cross_entropy`` on the same grid: dtypes, reductions, ignored rows, class
-counts around the vector widths (1, 7, 8, 9, 17, 100 classes). Also: the backend really in
+counts around the vector widths and the four-way unrolled row loops (1, 7, 8, 9, 17, 64,
+100, 200 classes). Also: the backend really in
 use (the grad_fn), the fallback when the build fails, the switch, the double-backward
 refusal and the caller contract the C++ code checks.
 """
@@ -48,7 +49,7 @@ def test_the_extension_builds_where_it_can():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("ignore", [None, "some", "class", "all"])
-@pytest.mark.parametrize("classes", [1, 7, 8, 9, 17, 100])
+@pytest.mark.parametrize("classes", [1, 7, 8, 9, 17, 64, 100, 200])
 def test_matches_float64_f(backend, impl, dtype, reduction, ignore, classes):
     seed = zlib.crc32(repr((impl, dtype, reduction, ignore, classes)).encode())
     x, t, opts, gen = make_case(seed, dtype, batch=(13,), classes=classes, ignore=ignore)
@@ -76,15 +77,38 @@ def test_ignored_rows_of_inf_and_nan_logits_give_zero(backend, impl):
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
-def test_a_kept_row_of_nan_gives_nan_as_f(backend, impl):
-    x = torch.randn(3, 9)
-    x[1, 4] = float("nan")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+# 200 classes: every accumulator of the unrolled max/sum loops, the single vectors after
+# them and the masked tail (float32: 3 x 64 + 8; float64: 6 x 32 + 8)
+@pytest.mark.parametrize("column", [0, 17, 40, 63, 150, 196, 199])
+def test_a_kept_row_of_nan_gives_nan_as_f(backend, impl, dtype, column):
+    x = torch.randn(3, 200, dtype=dtype)
+    x[1, column] = float("nan")
     t = torch.tensor([0, 2, 5])
     xi = x.clone().requires_grad_()
     loss = cross_entropy(xi, t, impl=impl, reduction="none")
     loss.sum().backward()
     assert loss.isnan().tolist() == [False, True, False]
     assert xi.grad[1].isnan().all() and not xi.grad[[0, 2]].isnan().any()
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("column", [0, 17, 40, 63, 150, 196, 199])
+def test_the_row_max_is_found_in_every_lane(backend, impl, dtype, column):
+    """A logit 1e4 above the rest: a row max that missed it (one accumulator or the tail
+    left out) would give exp(1e4 - m) = inf, where F's loss and gradient are finite."""
+    x = torch.randn(3, 200, dtype=dtype)
+    x[:, column] = 1e4
+    t = torch.tensor([column, 2, 5])
+    xi = x.clone().requires_grad_()
+    loss = cross_entropy(xi, t, impl=impl, reduction="none")
+    loss.sum().backward()
+    xr = x.double().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(xr, t, reduction="none")
+    ref.sum().backward()
+    torch.testing.assert_close(loss.double(), ref.detach())
+    torch.testing.assert_close(xi.grad.double(), xr.grad)
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])

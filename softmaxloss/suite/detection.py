@@ -304,7 +304,9 @@ def measure(
             phases.append(
                 {"run": run, "phase": phase, "dir": dest, "changes": [c.name for c in members]}
             )
-    save_measured(workdir, commits, changes, phases)
+        # after every run: a study stopped later keeps its finished runs (--evaluate reads
+        # them, --add-runs goes on from them)
+        save_measured(workdir, commits, changes, phases)
     return phases
 
 

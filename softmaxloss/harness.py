@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ DTYPES = {
 """Every floating dtype the package computes in, by name."""
 
 _M_MMAP_THRESHOLD = -3
+
+ORDER_SEED = 0
+"""Seed of ``time_impls``'s per-round order."""
 
 
 def sync(device) -> None:
@@ -89,7 +93,11 @@ def time_impls(impls: dict, x: torch.Tensor, target: torch.Tensor, repeats: int,
 
     Each is first run once on 8 rows (warm-up; an implementation that raises there is not
     timed), then the runs are interleaved round by round, so a drift of the machine's load
-    hits every implementation alike. Returns ``{name: Timing or the exception it raised}``.
+    hits every implementation alike. Each round runs them in a new order (a fixed-seed
+    shuffle, the same for every call): a small call's time depends on what ran just before
+    it (cold caches), and in a fixed order one entry would always follow the same one. At
+    128x100, swapping two entries' places in a fixed order moved one of them from 1.18x to
+    0.85x of the other. Returns ``{name: Timing or the exception it raised}``.
     """
     if repeats <= 0:
         raise ValueError(f"repeats must be a positive integer, got {repeats}")
@@ -100,10 +108,12 @@ def time_impls(impls: dict, x: torch.Tensor, target: torch.Tensor, repeats: int,
             runs[name] = []
         except Exception as exc:  # one broken implementation must not hide the others
             runs[name] = exc
+    live = [name for name, r in runs.items() if isinstance(r, list)]
+    order = random.Random(ORDER_SEED)
     for _ in range(repeats):
-        for name, fn in impls.items():
-            if isinstance(runs[name], list):
-                runs[name].append(time_one(fn, x, target, device))
+        order.shuffle(live)
+        for name in live:
+            runs[name].append(time_one(impls[name], x, target, device))
     out = {}
     for name, r in runs.items():
         if isinstance(r, Exception):

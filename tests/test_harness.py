@@ -62,8 +62,41 @@ def test_time_impls_separates_forward_and_backward_and_interleaves():
     # time.sleep sleeps at least as long as asked; the other phase does almost nothing
     assert a.forward >= 0.03 and a.backward < 0.03 and b.backward >= 0.03 and b.forward < 0.03
     assert a.total >= a.forward
-    # one warm-up each, then round by round: a, b, a, b, a, b
-    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
+    # one warm-up each, then round by round, each round one call of each
+    assert calls[:2] == ["a", "b"]
+    assert all(sorted(calls[i : i + 2]) == ["a", "b"] for i in range(2, 8, 2))
+
+
+def test_time_impls_runs_each_round_in_a_new_order():
+    """A small call's time depends on what ran just before it: no entry may always follow the
+    same one."""
+    calls = []
+
+    def recorder(name):
+        def fn(logits, target):
+            calls.append(name)
+            return logits.sum()
+
+        return fn
+
+    names = ["a", "b", "c", "d"]
+    x, t = torch.zeros(16, 3), torch.zeros(16, dtype=torch.long)
+    out = harness.time_impls({n: recorder(n) for n in names}, x, t, repeats=30)
+    assert all(out[n].runs == 30 for n in names)
+    assert calls[:4] == names  # the warm-ups, in the given order
+    rounds = [calls[i : i + 4] for i in range(4, len(calls), 4)]
+    assert len(rounds) == 30 and all(sorted(r) == names for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 5
+    predecessors = {n: set() for n in names}
+    for r in rounds:
+        for before, after in zip(r, r[1:], strict=False):
+            predecessors[after].add(before)
+    assert all(predecessors[n] == set(names) - {n} for n in names)
+    # the same order every call (a fixed seed), so a re-run repeats the measurement
+    first = list(calls)
+    calls.clear()
+    harness.time_impls({n: recorder(n) for n in names}, x, t, repeats=30)
+    assert calls == first
 
 
 def test_time_impls_refuses_zero_repeats():

@@ -576,3 +576,33 @@ def test_torch_version_ratios_flag_only_regressions_measured_under_both():
         ("t", "a", 2.5, True),
         ("t", "b", 0.5, False),
     ]
+
+
+def test_add_runs_stopped_midway_keeps_the_whole_study(tmp_path, monkeypatch):
+    """--add-runs saves after every run it adds; a later failure must not leave phases.json
+    without the changes it did not re-measure (no-ops, precision, memory)."""
+    from softmaxloss.commands import main
+    from softmaxloss.suite import asv_run
+
+    changes = detection.plan(noops=1, factors=(1.1,), precision=(4.0,), memory=True)
+    commits = {"base": "0" * 40, **{c.name: f"{i:040d}" for i, c in enumerate(changes, 1)}}
+    first = [{"run": 1, "phase": "injections", "dir": "d1", "changes": [c.name for c in changes]}]
+    detection.save_measured(str(tmp_path), commits, changes, first)
+    asked = []
+
+    def fake_asv(args, repo, log, echo=None, env=None):
+        asked.append(list(args))
+        runs = [a for a in args if a.startswith("HASHFILE:")]
+        if runs and "run3-" in runs[0]:
+            return 1  # the second added run fails
+        return 0
+
+    monkeypatch.setattr(asv_run, "run_asv", fake_asv)
+    monkeypatch.setattr(asv_run, "results_dir", lambda config: str(tmp_path / "results"))
+    monkeypatch.setattr(detection, "_snapshot", lambda *a: None)
+    assert main(["detection-power", "--workdir", str(tmp_path), "--add-runs", "2"]) == 2
+    commits2, changes2, phases2 = detection.load_measured(str(tmp_path))
+    assert commits2 == commits and changes2 == changes
+    assert [(p["run"], p["phase"]) for p in phases2] == [(1, "injections"), (2, "injections")]
+    timed = {c.name for c in changes if c.kind in ("forward", "backward")}
+    assert set(phases2[1]["changes"]) == timed  # only the slowdowns were timed again

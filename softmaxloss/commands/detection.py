@@ -91,19 +91,19 @@ def main(args) -> int:
                 settings = detection.Settings(
                     impl=args.impl, runs=start + args.add_runs - 1, noop_runs=0
                 )
-                timed = [c for c in changes if c.kind in ("forward", "backward")]
+                # every change: measure() times only the slowdowns after run 1 (no no-op
+                # runs here), and saves the whole study after each run it adds
                 clone = os.path.join(workdir, "repo")
                 phases = detection.measure(
                     clone,
                     workdir,
                     commits,
-                    timed,
+                    changes,
                     settings,
                     echo,
                     first_run=start,
                     earlier=phases,
                 )
-                detection.save_measured(workdir, commits, changes, phases)
         else:
             changes = detection.plan(args.noops, factors, precision, not args.no_memory, regions)
             workdir = args.workdir or tempfile.mkdtemp(prefix="detection-power-")

@@ -71,17 +71,9 @@ def test_time_impls_runs_each_round_in_a_new_order():
     """A small call's time depends on what ran just before it: no entry may always follow the
     same one."""
     calls = []
-
-    def recorder(name):
-        def fn(logits, target):
-            calls.append(name)
-            return logits.sum()
-
-        return fn
-
     names = ["a", "b", "c", "d"]
     x, t = torch.zeros(16, 3), torch.zeros(16, dtype=torch.long)
-    out = harness.time_impls({n: recorder(n) for n in names}, x, t, repeats=30)
+    out = harness.time_impls({n: _sleeper(0, 0, calls, n) for n in names}, x, t, repeats=30)
     assert all(out[n].runs == 30 for n in names)
     assert calls[:4] == names  # the warm-ups, in the given order
     rounds = [calls[i : i + 4] for i in range(4, len(calls), 4)]
@@ -95,7 +87,7 @@ def test_time_impls_runs_each_round_in_a_new_order():
     # the same order every call (a fixed seed), so a re-run repeats the measurement
     first = list(calls)
     calls.clear()
-    harness.time_impls({n: recorder(n) for n in names}, x, t, repeats=30)
+    harness.time_impls({n: _sleeper(0, 0, calls, n) for n in names}, x, t, repeats=30)
     assert calls == first
 
 

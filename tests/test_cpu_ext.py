@@ -42,7 +42,7 @@ def test_the_extension_builds_where_it_can():
     if _cpu_ext.unavailable_reason() is not None and not _cpu_ext._failure:
         pytest.skip(_cpu_ext.status())
     assert _cpu_ext.module() is not None, _cpu_ext.status()
-    assert _cpu_ext.status().startswith("C++ lean path")
+    assert _cpu_ext.status().startswith("C++ Functions")
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
@@ -214,14 +214,14 @@ def test_build_ext_builds_and_names_the_module(capsys):
         pytest.skip(_cpu_ext.status())
     assert main(["build-ext"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"C++ lean path {_cpu_ext.name()}: ") and out.strip().endswith(".so")
+    assert out.startswith(f"C++ Functions {_cpu_ext.name()}: ") and out.strip().endswith(".so")
 
 
 def test_build_ext_says_why_it_builds_nothing(monkeypatch, capsys):
     monkeypatch.setenv(_cpu_ext.ENV_SWITCH, "0")
     assert main(["build-ext"]) == 0
     assert capsys.readouterr().out == (
-        f"C++ lean path not built: {_cpu_ext.ENV_SWITCH}=0; the Python Functions serve every call\n"
+        f"C++ Functions not built: {_cpu_ext.ENV_SWITCH}=0; the Python Functions serve every call\n"
     )
 
 

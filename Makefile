@@ -2,16 +2,24 @@
 PYTHON ?= python3
 TORCH ?= 2.13.0
 
-.PHONY: install test lint format
+.PHONY: install test test-slow test-all lint format
 
 # torch is pinned first: the local CPU wheel. An unpinned torch pulls a 5.4 GB CUDA build.
-# Then the C++ lean path is built (~40 s once; softmaxloss/_cpu_ext.py).
+# Then the C++ Functions are built (~60 s once per content; softmaxloss/_cpu_ext.py).
 install:
 	$(PYTHON) -m pip install -q "torch==$(TORCH)"
 	$(PYTHON) -m pip install -q -e ".[dev]"
 	$(PYTHON) -m softmaxloss build-ext
 
+# test: the fast suite (everything not marked slow). test-slow: the slow tests only (scratch
+# asv environments, the gate's detection, the browser). test-all: both, as .ci/run does.
 test: install
+	$(PYTHON) -m pytest -m "not slow"
+
+test-slow: install
+	$(PYTHON) -m pytest -m slow
+
+test-all: install
 	$(PYTHON) -m pytest
 
 lint: install

@@ -6,9 +6,10 @@ TORCH ?= 2.13.0
 
 # torch is pinned first: the local CPU wheel. An unpinned torch pulls a 5.4 GB CUDA build.
 # Then the C++ Functions are built (~60 s once per content; softmaxloss/_cpu_ext.py).
+# The loss (softmaxloss, .) and its measuring tools (lossbench, tools/), both editable.
 install:
 	$(PYTHON) -m pip install -q "torch==$(TORCH)"
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q -e ".[dev]" -e ./tools
 	$(PYTHON) -m softmaxloss build-ext
 
 # test: the fast suite (everything not marked slow). test-slow: the slow tests only (scratch
@@ -31,8 +32,11 @@ format:
 	$(PYTHON) -m ruff check --fix .
 
 # ---- asv suite (README "Benchmarks (asv)", docs/gate.md) -----------------------------------
+# LB: the measuring tools (python -m lossbench), run from this checkout: tools/ on the path,
+# nothing installed.
+LB = PYTHONPATH="$(CURDIR)/tools$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) -m lossbench
 # GATE_BENCH: overrides the gate's selection (an asv -b regex; the default, in
-# softmaxloss/suite/gate.py, is instruction counts, time, memory and precision without the
+# tools/lossbench/gate.py, is instruction counts, time, memory and precision without the
 # Slow* classes). The thresholds (one per metric family) live there too; GATE_ARGS passes
 # more, e.g. GATE_ARGS="--threshold time=1.5". TV_BENCH: the torch-versions selection.
 ASV ?= $(PYTHON) -m asv
@@ -45,13 +49,13 @@ TV_CONFIG ?= asv.torch-versions.conf.json
 TV_BASE ?= 2.13.0
 TV_OTHER ?= 2.14.1
 # Evaluated once, on first use (each is a Python start with a torch import).
-MACHINE = $(eval MACHINE := $$(shell $(PYTHON) -m softmaxloss machine name))$(MACHINE)
-LAUNCH = $(eval LAUNCH := $$(shell $(PYTHON) -m softmaxloss machine launch))$(LAUNCH)
+MACHINE = $(eval MACHINE := $$(shell $(LB) machine name))$(MACHINE)
+LAUNCH = $(eval LAUNCH := $$(shell $(LB) machine launch))$(LAUNCH)
 
 .PHONY: bench-deps valgrind asv-machine bench bench-quick gate detection-power bisect torch-versions
 
-# What the asv targets need in $(PYTHON): asv, and what `python -m softmaxloss` (run from
-# this checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
+# What the asv targets need in $(PYTHON): asv, and what `python -m lossbench` (run from this
+# checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
 bench-deps:
 	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
 	  "torch==$(TORCH)" numpy "rich>=13" "asv==0.6.6" "virtualenv>=20"
@@ -75,7 +79,7 @@ asv-machine: bench-deps
 
 # asv run's output through `asv-quiet`: progress, failures with their stderr, one line
 # counting the skipped parameter combinations by reason; asv's exit status is kept.
-QUIET = $(PYTHON) -m softmaxloss asv-quiet --
+QUIET = $(LB) asv-quiet --
 
 # The main job: builds the environment, runs the whole suite on HEAD, publishes the site.
 # A failed benchmark (asv exit 2) still gets the site published, then fails the target.
@@ -89,19 +93,19 @@ bench-quick: asv-machine
 	$(PYTHON) -m softmaxloss build-ext
 	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
 
-# make gate BASE=<rev>: BASE vs HEAD (python -m softmaxloss gate). The command exits 1 on a
-# regression and 2 on a benchmark failure; make itself turns any failure into exit 2, so
-# the command's last line gives its own status.
+# make gate BASE=<rev>: BASE vs HEAD (python -m lossbench gate). The command exits 1 on a
+# regression, 2 on bad input and 3 on a benchmark failure; make itself turns any failure
+# into exit 2, so the command's last line gives its own status (CI calls the command).
 gate: asv-machine valgrind
 	@test -n "$(BASE)" || { echo "usage: make gate BASE=<rev>" >&2; exit 2; }
-	$(PYTHON) -m softmaxloss gate '$(BASE)' --machine "$(MACHINE)" $(LAUNCH) \
+	$(LB) gate '$(BASE)' --machine "$(MACHINE)" $(LAUNCH) \
 	  $(if $(GATE_BENCH),--bench '$(GATE_BENCH)') $(GATE_ARGS)
 
 # The gate's detection power on a scratch history (30-60 min; docs/gate.md).
 # DETECTION_ARGS: e.g. "--runs 2 --factors 1.1,1.2".
 DETECTION_ARGS ?=
 detection-power: bench-deps valgrind
-	$(PYTHON) -m softmaxloss detection-power $(DETECTION_ARGS)
+	$(LB) detection-power $(DETECTION_ARGS)
 
 # make bisect GOOD=<rev> BAD=<rev> BENCH=<regex> [IMPL=<name>]: asv find over GOOD..BAD;
 # prints the first bad commit. Instruction counts make the search deterministic, e.g.
@@ -110,7 +114,7 @@ IMPL ?=
 bisect: asv-machine valgrind
 	@test -n "$(GOOD)" -a -n "$(BAD)" -a -n "$(BENCH)" || \
 	  { echo "usage: make bisect GOOD=<rev> BAD=<rev> BENCH=<regex> [IMPL=<name>]" >&2; exit 2; }
-	$(PYTHON) -m softmaxloss bisect '$(GOOD)' '$(BAD)' --bench '$(BENCH)' \
+	$(LB) bisect '$(GOOD)' '$(BAD)' --bench '$(BENCH)' \
 	  --machine "$(MACHINE)" $(LAUNCH) $(if $(IMPL),--impl '$(IMPL)')
 
 # Same commit under torch TV_BASE and TV_OTHER (2.14.1: a 5.4 GB environment).
@@ -118,7 +122,7 @@ torch-versions: asv-machine
 	$(ASV) run --config $(TV_CONFIG) --machine "$(MACHINE)" $(LAUNCH) --show-stderr \
 	  -b '$(TV_BENCH)' HEAD^! || [ $$? -eq 2 ]
 	$(MAKE) --no-print-directory site ASV_CONF=$(TV_CONFIG)
-	$(PYTHON) -m softmaxloss torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
+	$(LB) torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
 	  --base $(TV_BASE) --other $(TV_OTHER) --factor $(FACTOR) HEAD
 
 # ---- history (issue 12): the suite over past commits; docs/history.md ---------------------
@@ -126,8 +130,8 @@ torch-versions: asv-machine
 # commits of main (oldest first, "commit k of N" and the time left), then make site.
 # make backfill-local SHARDS=2 [N=.. | RANGE=..]: the CI backfill's shards as separate local
 # processes (own clone, HOME, environment), checked merge into .asv/results, then make site.
-# Exit: 0 ok; 1 a benchmark failed (site still published); 2 bad input or a failed merge
-# check (nothing run or written); 3 asv failed.
+# Exit: 0 ok; 2 bad input or a failed merge check (nothing run or written, no site); 3 a
+# benchmark or asv failed (what was measured is kept; the site is still published).
 SHARDS ?= 2
 # N= or RANGE= given empty is passed on (and refused), not read as "not given".
 HISTORY_SEL = $(if $(filter undefined,$(origin N)),,-n '$(N)') \
@@ -137,13 +141,13 @@ HISTORY_OPTS = --machine "$(MACHINE)" $(LAUNCH) $(if $(BENCH),-b '$(BENCH)')
 .PHONY: history backfill-local
 
 history: bench-deps
-	@rc=0; $(PYTHON) -m softmaxloss history $(HISTORY_SEL) $(HISTORY_OPTS) || rc=$$?; \
-	if [ $$rc -le 1 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
+	@rc=0; $(LB) history $(HISTORY_SEL) $(HISTORY_OPTS) || rc=$$?; \
+	if [ $$rc -ne 2 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
 
 backfill-local: bench-deps
-	@rc=0; $(PYTHON) -m softmaxloss backfill-local --shards '$(SHARDS)' $(HISTORY_SEL) \
+	@rc=0; $(LB) backfill-local --shards '$(SHARDS)' $(HISTORY_SEL) \
 	  $(HISTORY_OPTS) || rc=$$?; \
-	if [ $$rc -le 1 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
+	if [ $$rc -ne 2 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
 
 # ---- benchmark site (issue 6): offline asv html site -------------------------------------
 # `site`: asv publish, then the front-page summary (fastest / most precise) and the offline
@@ -158,8 +162,8 @@ PORT ?= 8080
 
 site: bench-deps
 	$(PYTHON) -m asv publish --config $(ASV_CONF)
-	$(PYTHON) -m softmaxloss site-summary --config $(ASV_CONF)
-	$(PYTHON) -m softmaxloss offline-site --config $(ASV_CONF)
+	$(LB) site-summary --config $(ASV_CONF)
+	$(LB) offline-site --config $(ASV_CONF)
 	@echo "site: $(SITE_DIR)/index.html (open with: make preview)"
 
 preview:

@@ -7,8 +7,8 @@
   holds (inputs included), minus the same measurement of a no-op; this is where ``fused``'s
   saved-gradient design shows, which a ``peakmem_`` ratio hides (41 MB over a ~300 MB process).
 
-How the extra bytes are measured: ``harness.extra_bytes`` (``softmaxloss/harness.py``, the
-method ``python -m softmaxloss ratios`` uses too). On CPU, glibc's ``M_MMAP_THRESHOLD`` is set
+How the extra bytes are measured: ``harness.extra_bytes`` (``tools/lossbench/harness.py``,
+the method ``python -m lossbench ratios`` uses too). On CPU, glibc's ``M_MMAP_THRESHOLD`` is set
 to 64 KiB, so every tensor buffer is its own ``mmap``, and the peak RSS (``VmHWM``, reset via
 ``/proc/self/clear_refs``) minus the RSS before the call is the high-water mark of live tensor
 memory, to a page; needs Linux and glibc, otherwise skipped. On CUDA it is

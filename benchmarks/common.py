@@ -31,17 +31,19 @@ Conventions (numpy's and scipy's suites):
 * CUDA: every timed call ends with ``sync()`` (``torch.cuda.synchronize``), so the wall clock
   covers the kernels; ``make bench`` runs CUDA machines with ``--launch-method spawn`` (the
   config's forkserver elsewhere) and puts the GPU's name in the machine name
-  (``python -m softmaxloss machine``).
-* The measuring instruments (``sync``, the non-leaf copy, the peak-memory method) are the
-  package's ``softmaxloss/harness.py`` *of this checkout*, loaded from its file: asv measures
-  other commits' packages with this suite, and the instrument must not change with the
-  commit measured (nor be missing from an old one).
+  (``python -m lossbench machine``).
+* The measuring instruments (``sync``, the non-leaf copy, the peak-memory method, the exact
+  reference, the depth experiment) are the tools' ``lossbench`` *of this checkout*
+  (``tools/`` is put on ``sys.path``, which holds nothing else: asv drops ``PYTHONPATH``):
+  asv measures other commits' ``softmaxloss`` with this suite, and the instrument must not
+  change with the commit measured (nor be missing from an old one). From the commit under
+  test only ``softmaxloss``'s public names are used: ``IMPLEMENTATIONS`` and
+  ``UnsupportedDtypeError``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 import time
@@ -50,17 +52,12 @@ from pathlib import Path
 
 import torch
 
+TOOLS = str(Path(__file__).resolve().parents[1] / "tools")
+if TOOLS not in sys.path:
+    sys.path.insert(0, TOOLS)
 
-def _load_harness():
-    path = Path(__file__).resolve().parents[1] / "softmaxloss" / "harness.py"
-    spec = importlib.util.spec_from_file_location("_softmaxloss_suite_harness", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from lossbench import harness  # noqa: E402  (this checkout's instruments)
 
-
-harness = _load_harness()
 sync = harness.sync
 fresh_logits = harness.leaf_and_logits
 
@@ -104,7 +101,7 @@ def require_device(device: str) -> None:
         raise NotImplementedError(f"unknown device {device!r}")
 
 
-def _unsupported():
+def unsupported_error():
     """The error that means 'this dtype is not supported' (a skip); any other is a failure.
 
     Commits older than ``softmaxloss.UnsupportedDtypeError`` raised a plain ``TypeError``.
@@ -181,7 +178,7 @@ def prepare(impl: str, size: str, dtype: str, device: str, scale: str = "normal"
     if key not in _WARM:
         try:
             fn(fresh_logits(logits)[1], target).backward()
-        except _unsupported() as exc:
+        except unsupported_error() as exc:
             raise NotImplementedError(f"{impl} does not support {dtype}: {exc}") from exc
         sync(device)
         _WARM.add(key)

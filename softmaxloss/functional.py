@@ -30,6 +30,7 @@ NaN when every row is ignored) and ``D = rows`` for probabilities.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import torch
@@ -39,8 +40,22 @@ from torch import nn
 from softmaxloss import _cpu_ext, _torch_private, _validate
 from softmaxloss.errors import UnsupportedDtypeError
 
-IMPLS = ("manual", "fused", "autograd", "torch")
+IMPL_CHOICES = ("manual", "fused", "autograd", "torch")
 """The values ``cross_entropy(..., impl=...)`` accepts."""
+
+
+class Reduction(enum.IntEnum):
+    """The reduction, named end to end: the C++ Functions take it as this integer
+    (``enum class Reduction`` in ``csrc/lean_cpu.cpp``, the same values)."""
+
+    NONE = 0
+    MEAN = 1
+    SUM = 2
+
+    @classmethod
+    def of(cls, name: str) -> Reduction:
+        """``"none"``, ``"mean"`` or ``"sum"`` (``F.cross_entropy``'s names)."""
+        return cls[name.upper()]
 
 
 @dataclass(frozen=True)
@@ -690,8 +705,8 @@ def cross_entropy(
 
 
 def _check_impl(impl, inplace) -> None:
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl not in IMPL_CHOICES:
+        raise ValueError(f"impl must be one of {IMPL_CHOICES}, got {impl!r}")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}")
 
@@ -738,8 +753,8 @@ class SoftmaxCrossEntropyLoss(nn.Module):
         super().__init__()
         if size_average is not None or reduce is not None:
             reduction = _torch_private.legacy_reduction(size_average, reduce)
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        if impl not in IMPL_CHOICES:
+            raise ValueError(f"impl must be one of {IMPL_CHOICES}, got {impl!r}")
         if reduction not in _validate.REDUCTIONS:
             raise ValueError(f"reduction must be one of {_validate.REDUCTIONS}, got {reduction!r}")
         self.register_buffer("weight", weight)

@@ -120,11 +120,11 @@ def _quiet_scalar_warning():
 
 @pytest.fixture
 def cli_refuses(capsys):
-    """``cli_refuses(argv, match)``: ``python -m softmaxloss ARGV`` exits 2 with one stderr
+    """``cli_refuses(argv, match)``: ``python -m lossbench ARGV`` exits 2 with one stderr
     line matching ``match`` and nothing on stdout (the command line's bad-input contract)."""
     import re
 
-    from softmaxloss.commands import main
+    from lossbench.commands import main
 
     def check(argv, match):
         rc = main(argv)

@@ -1,11 +1,11 @@
-"""``python -m softmaxloss asv-quiet``: asv's output without the per-skip stanzas."""
+"""``python -m lossbench asv-quiet``: asv's output without the per-skip stanzas."""
 
 from __future__ import annotations
 
 import sys
 
-from softmaxloss.commands import main
-from softmaxloss.suite.asv_output import OutputFilter, skip_reason
+from lossbench.asv_output import OutputFilter, skip_reason
+from lossbench.commands import main
 
 # Shaped as asv 0.6.6 prints `asv run --show-stderr` (two benchmarks; the second has a
 # failing combination whose traceback holds blank lines, twice, and a stderr warning).
@@ -136,4 +136,4 @@ def test_command_keeps_the_exit_status_and_filters(tmp_path, capsys):
 def test_command_that_cannot_start_is_one_line(capsys):
     rc = main(["asv-quiet", "--", "/nonexistent/asv"])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "/nonexistent/asv" in err
+    assert rc == 3 and err.count("\n") == 1 and "/nonexistent/asv" in err

@@ -4,11 +4,8 @@ helpers are covered by test_gate.py)."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 
 def test_compile_caches_go_into_the_asv_environment_only(monkeypatch, tmp_path):

@@ -152,7 +152,7 @@ def test_a_failed_build_publishes_nothing(tiny, tmp_path, monkeypatch):
 
 
 def test_clear_removes_every_build(built, tmp_path, monkeypatch, capsys):
-    from softmaxloss.commands import main
+    from softmaxloss.__main__ import main
 
     shutil.copytree(built[0], tmp_path / "cache")
     builds = sum(p.is_dir() for p in (tmp_path / "cache").iterdir())

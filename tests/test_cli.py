@@ -1,4 +1,4 @@
-"""``python -m softmaxloss compare`` in both forms, run as a subprocess (small --size)."""
+"""``python -m lossbench compare`` in both forms, run as a subprocess (small --size)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "softmaxloss", *args],
+        [sys.executable, "-m", "lossbench", *args],
         cwd=ROOT,
         env=ENV,
         capture_output=True,
@@ -126,7 +126,7 @@ def test_bad_arguments_subprocess(args, match):
     ids=[" ".join(a) or "none" for a, _ in IN_PROCESS_BAD_ARGS],
 )
 def test_bad_arguments_in_process(args, match, capsys):
-    from softmaxloss.commands import main
+    from lossbench.commands import main
 
     try:
         code = main(args)

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 import softmaxloss
-from softmaxloss import depth
-from softmaxloss.commands import main as cli_main
-from softmaxloss.commands.depth import parse_depths
-from softmaxloss.depth import data
+from lossbench import depth, reference
+from lossbench.commands import main as cli_main
+from lossbench.commands.depth import parse_depths
+from lossbench.depth import data
 
 # ---------------------------------------------------------------------------------------------
 # A tiny CIFAR-10 directory in the official format
@@ -101,7 +101,7 @@ def test_cifar10_missing_and_malformed_directories(tmp_path):
 def test_cli_bad_data_dir_is_one_line_without_traceback(tmp_path):
     missing = tmp_path / "no-such-dir"
     proc = subprocess.run(
-        [sys.executable, "-m", "softmaxloss", "depth", "--dataset", "cifar10"]
+        [sys.executable, "-m", "lossbench", "depth", "--dataset", "cifar10"]
         + ["--data-dir", str(missing), "--out", str(tmp_path / "out")],
         capture_output=True,
         text=True,
@@ -154,7 +154,7 @@ def test_exact_loss_grad_matches_the_package_reference():
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(7, 5, generator=gen, dtype=torch.float64) * 30
     t = torch.randint(0, 5, (7,), generator=gen)
-    _, ref = softmaxloss.reference_loss_and_grad(z, t)
+    _, ref = reference.reference_loss_and_grad(z, t)
     ours = depth.exact_loss_grad(z.numpy().astype(np.longdouble), t.numpy())
     assert np.abs(ours - ref).max() <= 4 * np.finfo(np.longdouble).eps * np.abs(ref).max()
 
@@ -295,8 +295,8 @@ def test_large_logits_break_the_naive_pair_and_are_recorded_as_inf(tmp_path, cap
             assert r[col] == "inf", (col, r)
         for name in ("manual", "autograd", "fused", "torch"):
             assert math.isfinite(float(r[f"{name}_vs_exact_eps"])), (name, r)
-            assert softmaxloss.capped(float(r[f"{name}_vs_exact_eps"])) < softmaxloss.ERROR_CAP
-        assert softmaxloss.capped(float(r["naive_manual_vs_exact_eps"])) == softmaxloss.ERROR_CAP
+            assert reference.capped(float(r[f"{name}_vs_exact_eps"])) < reference.ERROR_CAP
+        assert reference.capped(float(r["naive_manual_vs_exact_eps"])) == reference.ERROR_CAP
 
 
 def test_impl_refusing_a_dtype_is_skipped_with_a_note(tmp_path, capsys):

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 
 import softmaxloss
 from benchmarks import common
-from softmaxloss.commands import build_parser
-from softmaxloss.commands import gate as gate_cmd
-from softmaxloss.suite import detection, gate, results, torch_versions
+from lossbench import gate, results, torch_versions
+from lossbench import study as detection
+from lossbench.commands import build_parser
+from lossbench.commands import gate as gate_cmd
+from lossbench.errors import ToolError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,14 +48,20 @@ COLUMNS = ["result", "params", "version", "started_at", "duration", "samples"]
 
 
 def write_results(root: Path, commit: str, rows: dict) -> None:
-    """``rows``: {name: (values, params, version, samples)} as asv stores them."""
+    """``rows``: {name: (values, params, version, samples)} as asv stores them, in a complete
+    asv 0.6 result file (asv's own reader loads it) beside a ``machine.json``."""
     (root / MACHINE).mkdir(parents=True, exist_ok=True)
     infos = {n: {**i, "name": n, "version": "v"} for n, i in BENCHMARKS.items()}
     (root / "benchmarks.json").write_text(json.dumps({**infos, "version": 2}))
+    (root / MACHINE / "machine.json").write_text(json.dumps({"machine": MACHINE, "version": 1}))
     data = {
         "commit_hash": commit,
         "env_name": "env",
         "version": 2,
+        "params": {"machine": MACHINE, "python": "3.11"},
+        "requirements": {},
+        "python": "3.11",
+        "date": 0,
         "result_columns": COLUMNS,
         "results": {
             name: [values, params, version, 0, 1.0, samples]
@@ -111,7 +119,7 @@ def test_parse_values_failed_skipped_and_labels(tmp_path):
                 [[1e-3, 1.1e-3], None, None, [4e-3]],
             ),
             "bench_memory.MemSoftmaxLoss.track_extra_bytes": (None, [IMPLS2], "v", None),
-            "bench_other.plain": (7.0, [], "v", None),
+            "bench_other.plain": ([7.0], [], "v", None),
         },
     )
     got = results.load_commit(str(tmp_path), MACHINE, BASE)
@@ -119,7 +127,7 @@ def test_parse_values_failed_skipped_and_labels(tmp_path):
     ok = got[t, ("'manual'", "'cpu'")]
     assert ok.value == 1e-3 and not ok.failed and not ok.skipped
     assert ok.samples == (1e-3, 1.1e-3) and ok.unit == "seconds" and ok.kind == "time"
-    assert ok.rounds == 3 and ok.version == "v1"
+    assert ok.version == "v1"
     assert ok.label == f"{t}('manual', 'cpu')"
     assert got[t, ("'manual'", "'cuda'")].failed
     assert got[t, ("'torch'", "'cpu'")].skipped
@@ -132,20 +140,20 @@ def test_parse_values_failed_skipped_and_labels(tmp_path):
 
 
 def test_missing_results_and_wrong_format_are_errors(tmp_path):
-    write_results(tmp_path, BASE, {"bench_other.plain": (7.0, [], "v", None)})
-    with pytest.raises(results.ResultsError, match="no asv results for bbbbbbbb"):
+    write_results(tmp_path, BASE, {"bench_other.plain": ([7.0], [], "v", None)})
+    with pytest.raises(ToolError, match="no asv results for bbbbbbbb"):
         results.load_commit(str(tmp_path), MACHINE, HEAD)
     path = tmp_path / MACHINE / f"{BASE[:8]}-env.json"
     data = json.loads(path.read_text())
-    path.write_text(json.dumps({**data, "version": 1}))
-    with pytest.raises(results.ResultsError, match="format 1"):
+    path.write_text(json.dumps({**data, "version": 1}))  # asv's reader refuses it
+    with pytest.raises(ToolError, match="no asv results for aaaaaaaa"):
         results.load_commit(str(tmp_path), MACHINE, BASE)
-    with pytest.raises(results.ResultsError, match="no benchmark list"):
+    with pytest.raises(ToolError, match="no benchmark list"):
         results.load_commit(str(tmp_path / "nowhere"), MACHINE, BASE)
     # asv find writes no benchmarks.json: bisect reads values without units
     path.write_text(json.dumps(data))
     (tmp_path / "benchmarks.json").unlink()
-    with pytest.raises(results.ResultsError, match="no benchmark list"):
+    with pytest.raises(ToolError, match="no benchmark list"):
         results.load_commit(str(tmp_path), MACHINE, BASE)
     plain = results.load_commit(str(tmp_path), MACHINE, BASE, need_units=False)
     assert [(r.value, r.unit) for r in plain.values()] == [(7.0, "unknown")]
@@ -286,9 +294,9 @@ def test_tables_show_benchmark_parameters_metric_before_after_ratio(tmp_path):
         one_each(time=(3e-3, 2e-3), instructions=[1000, 5e6]),
     )
     regressions = gate.compare(before, after).regressions
-    text = gate.format_text(regressions).splitlines()
+    text = gate.format_rows(regressions).splitlines()
     assert text[0].split() == ["benchmark", "parameters", "metric", "before", "after", "ratio"]
-    assert set(text[1]) == {"-", " "}
+    assert set(text[1].strip()) == {"─"}
     assert [line.split() for line in text[2:]] == [
         [
             "bench_instructions.InstructionsSoftmaxLoss.track_forward",
@@ -300,13 +308,12 @@ def test_tables_show_benchmark_parameters_metric_before_after_ratio(tmp_path):
             "(>",
             "1.03)",
         ],
-        ["bench_time.TimeSoftmaxLoss.time_forward", "manual", "time", "1", "ms", "3", "ms"]
+        ["bench_time.TimeSoftmaxLoss.time_forward", "manual", "time", "1.00ms", "3.00ms"]
         + ["3.000", "(>", "1.35)"],
     ]
-    md = gate.format_markdown(regressions).splitlines()
+    md = gate.format_rows(regressions, markdown=True).splitlines()
     assert md[0] == "| benchmark | parameters | metric | before | after | ratio |"
     assert len(md) == 2 + len(regressions)
-    assert gate.format_value(41e6, "bytes") == "41MB" and gate.format_value(3e-7, "seconds")
 
 
 # ---- the command ----------------------------------------------------------------------------
@@ -331,7 +338,7 @@ def test_gate_command_exit_codes_and_job_summary(tmp_path, monkeypatch, capsys, 
     args = parser.parse_args(["gate", "main", "--machine", MACHINE])
     rc = args.func(args)
     out = capsys.readouterr().out
-    expected = {"ok": 0, "regression": 1, "failure": 2}[outcome]
+    expected = {"ok": 0, "regression": 1, "failure": 3}[outcome]
     assert rc == expected
     assert f"gate: exit {expected}" in out
     md = summary.read_text()
@@ -353,7 +360,7 @@ def test_gate_command_exit_codes_and_job_summary(tmp_path, monkeypatch, capsys, 
 
 def _cli(*args, cwd=ROOT):
     return subprocess.run(
-        [sys.executable, "-m", "softmaxloss", *args],
+        [sys.executable, "-m", "lossbench", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -365,7 +372,7 @@ def test_gate_with_unknown_base_is_one_line_exit_2():
     proc = _cli("gate", "no-such-revision-xyz")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "python -m softmaxloss gate: error: 'no-such-revision-xyz' is not a commit of this "
+        "python -m lossbench gate: error: BASE 'no-such-revision-xyz' is not a commit of this "
         "repository"
     ]
     bad = _cli("gate", "HEAD", "--threshold", "time=0.9")
@@ -383,10 +390,10 @@ def test_bisect_refuses_good_not_ancestor_of_bad(tmp_path):
     proc = _cli("bisect", "HEAD", "HEAD~1", "--bench", "x", "--repo", str(repo))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "python -m softmaxloss bisect: error: GOOD 'HEAD' is not an ancestor of BAD 'HEAD~1'"
+        "python -m lossbench bisect: error: GOOD 'HEAD' is not an ancestor of BAD 'HEAD~1'"
     ]
     proc = _cli("bisect", "HEAD~1", "nope", "--bench", "x", "--repo", str(repo))
-    assert proc.returncode == 2 and "'nope' is not a commit" in proc.stderr
+    assert proc.returncode == 2 and "BAD 'nope' is not a commit" in proc.stderr
 
 
 # ---- the detection study's injections -----------------------------------------------------
@@ -532,7 +539,7 @@ def test_plan_and_table_from_rows():
 def test_threshold_arguments():
     assert gate_cmd.parse_thresholds(["time=1.3", "memory=1.05"]) == {"time": 1.3, "memory": 1.05}
     for bad in (["time"], ["speed=2"], ["time=x"], ["time=1"]):
-        with pytest.raises(ValueError):
+        with pytest.raises(UsageError):
             gate_cmd.parse_thresholds(bad)
 
 
@@ -581,8 +588,8 @@ def test_torch_version_ratios_flag_only_regressions_measured_under_both():
 def test_add_runs_stopped_midway_keeps_the_whole_study(tmp_path, monkeypatch):
     """--add-runs saves after every run it adds; a later failure must not leave phases.json
     without the changes it did not re-measure (no-ops, precision, memory)."""
-    from softmaxloss.commands import main
-    from softmaxloss.suite import asv_run
+    from lossbench import config, runner
+    from lossbench.commands import main
 
     changes = detection.plan(noops=1, factors=(1.1,), precision=(4.0,), memory=True)
     commits = {"base": "0" * 40, **{c.name: f"{i:040d}" for i, c in enumerate(changes, 1)}}
@@ -590,17 +597,18 @@ def test_add_runs_stopped_midway_keeps_the_whole_study(tmp_path, monkeypatch):
     detection.save_measured(str(tmp_path), commits, changes, first)
     asked = []
 
-    def fake_asv(args, repo, log, echo=None, env=None):
+    def fake_asv(args, repo, log_path, on_line=None, env=None):
         asked.append(list(args))
         runs = [a for a in args if a.startswith("HASHFILE:")]
         if runs and "run3-" in runs[0]:
             return 1  # the second added run fails
         return 0
 
-    monkeypatch.setattr(asv_run, "run_asv", fake_asv)
-    monkeypatch.setattr(asv_run, "results_dir", lambda config: str(tmp_path / "results"))
+    monkeypatch.setattr(runner, "run_asv", fake_asv)
+    monkeypatch.setattr(runner, "ensure_machine", lambda *a, **k: None)
+    monkeypatch.setattr(config, "results_dir", lambda conf: str(tmp_path / "results"))
     monkeypatch.setattr(detection, "_snapshot", lambda *a: None)
-    assert main(["detection-power", "--workdir", str(tmp_path), "--add-runs", "2"]) == 2
+    assert main(["detection-power", "--workdir", str(tmp_path), "--add-runs", "2"]) == 3
     commits2, changes2, phases2 = detection.load_measured(str(tmp_path))
     assert commits2 == commits and changes2 == changes
     assert [(p["run"], p["phase"]) for p in phases2] == [(1, "injections"), (2, "injections")]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from softmaxloss.suite import detection
+from lossbench import study as detection
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -55,7 +55,7 @@ def _scratch(tmp_path) -> Path:
 
 def _run(args, cwd, env, timeout):
     proc = subprocess.run(
-        [sys.executable, "-m", "softmaxloss", *args],
+        [sys.executable, "-m", "lossbench", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -1,4 +1,4 @@
-"""The measurement harness (``softmaxloss.harness``): what it times, what it feeds, what it
+"""The measurement harness (``lossbench.harness``): what it times, what it feeds, what it
 counts as memory; and that ``compare`` and ``ratios`` report the numbers it returns."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 import softmaxloss
-from softmaxloss import harness
-from softmaxloss.commands import compare as compare_cmd
-from softmaxloss.commands import ratios as ratios_cmd
+from lossbench import harness
+from lossbench.commands import compare as compare_cmd
+from lossbench.commands import ratios as ratios_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_seed_case_is_the_seeds_inputs():
 
 _MEMORY_SCRIPT = """
 import json, torch
-from softmaxloss import harness
+from lossbench import harness
 torch.set_num_threads(1)
 MB = 1 << 20
 x, t = torch.zeros(256, 256), torch.zeros(256, dtype=torch.long)

@@ -1,4 +1,4 @@
-"""The checked merge of shard results (softmaxloss.suite.merge) on synthetic asv result files.
+"""The checked merge of shard results (lossbench.merge) on synthetic asv result files.
 
 The files are written in asv 0.6.6's results format by hand; asv's own reader
 (``asv.results.Results.load`` and ``get_result_keys``) confirms they are what asv reads and
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from asv.results import Results, get_filename
 
-from softmaxloss.suite import merge
-from softmaxloss.suite.merge import MergeError
+from lossbench import merge
+from lossbench.merge import MergeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -305,7 +305,7 @@ def test_unexpected_files_and_missing_machine_file_are_refused(tmp_path):
 
 def run_cli(*args, cwd=ROOT):
     return subprocess.run(
-        [sys.executable, "-m", "softmaxloss", *map(str, args)],
+        [sys.executable, "-m", "lossbench", *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -13,14 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_history_backfill import GIT_ID, copy_checkout
 
-from softmaxloss.suite import history as hist
-from softmaxloss.suite.history import HistoryError
+from lossbench import asv_output, config
+from lossbench import history as hist
+from lossbench.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_history_backfill import GIT_ID, copy_checkout  # noqa: E402
 
 
 def _git(repo, *args):
@@ -97,7 +96,7 @@ def test_first_parent_commits_of_main_oldest_first(repo):
         ({"n": "-3"}, "N must be a positive integer"),
         ({"n": 2.5}, "N must be a positive integer"),
         ({"rev_range": "main..main"}, "selects no commits"),
-        ({"rev_range": "nope..main"}, "unknown revision 'nope'"),
+        ({"rev_range": "nope..main"}, "revision 'nope' is not a commit"),
         ({"rev_range": "main"}, "range must be <from>..<to>"),
         ({"rev_range": "..main"}, "both ends"),
         ({"rev_range": "a...b"}, "range must be <from>..<to>"),
@@ -107,7 +106,7 @@ def test_first_parent_commits_of_main_oldest_first(repo):
 )
 def test_bad_commit_selection(repo, kwargs, message):
     path, _ = repo
-    with pytest.raises(HistoryError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(".", r"\.")):
         hist.first_parent_commits(path, **kwargs)
 
 
@@ -126,7 +125,7 @@ def test_round_robin_every_shard_spans_the_history():
             assert all(b - a == k for a, b in zip(idx, idx[1:], strict=False))
     assert hist.round_robin(commits[:2], 5) == [[commits[0]], [commits[1]]]
     for bad in (0, -1, "x", "", None, True):
-        with pytest.raises(HistoryError, match="SHARDS must be a positive integer"):
+        with pytest.raises(UsageError, match="SHARDS must be a positive integer"):
             hist.round_robin(commits, bad)
 
 
@@ -153,14 +152,15 @@ def test_progress_counts_commits_and_estimates_time_left():
 
 
 def test_echoed_asv_lines():
-    assert hist._echo_line("· Creating environments")
-    assert hist._echo_line("[50.00%] ··· bench_depth.D.track_first_layer_error     failed")
-    assert hist._echo_line("Error: something asv reports")
-    assert hist._echo_line("[10.00%] ·· Error running /env/bin/python -m pip wheel (exit 1)")
-    assert not hist._echo_line("[10.00%] ·· Benchmarking virtualenv-py3.11-torch2.13.0")
-    assert not hist._echo_line("[50.00%] ··· bench_time.T.time_forward     ok")
-    assert not hist._echo_line("             ImportError: cannot import name 'data'")
-    assert not hist._echo_line("[ 0.00%] · For softmaxloss commit 1234abcd <main>:")
+    echo = asv_output.worth_echoing
+    assert echo("· Creating environments")
+    assert echo("[50.00%] ··· bench_depth.D.track_first_layer_error     failed")
+    assert echo("Error: something asv reports")
+    assert echo("[10.00%] ·· Error running /env/bin/python -m pip wheel (exit 1)")
+    assert not echo("[10.00%] ·· Benchmarking virtualenv-py3.11-torch2.13.0")
+    assert not echo("[50.00%] ··· bench_time.T.time_forward     ok")
+    assert not echo("             ImportError: cannot import name 'data'")
+    assert not echo("[ 0.00%] · For softmaxloss commit 1234abcd <main>:")
 
 
 def test_export_hands_back_only_what_the_run_changed(tmp_path):
@@ -177,7 +177,7 @@ def test_export_hands_back_only_what_the_run_changed(tmp_path):
     copied = hist.export_changed(res, before, out)
     assert copied == ["benchmarks.json", "vm/bbbb-env.json", "vm/cccc-env.json", "vm/machine.json"]
     assert (out / "vm" / "bbbb-env.json").read_text() == "grown"
-    with pytest.raises(HistoryError, match="not empty"):
+    with pytest.raises(UsageError, match="not empty"):
         hist.export_changed(res, before, out)
 
 
@@ -195,8 +195,8 @@ def test_config_for_torch_pins_one_version_with_absolute_paths(tmp_path):
     assert data["matrix"]["req"]["torch"] == ["2.14.1"]
     assert data["results_dir"] == str(tmp_path / ".asv" / "results")
     assert data["repo"] == str(tmp_path)
-    assert hist.results_dir(derived) == hist.results_dir(conf)
-    with pytest.raises(HistoryError, match="torch version"):
+    assert config.results_dir(derived) == config.results_dir(conf)
+    with pytest.raises(UsageError, match="torch version"):
         hist.config_for_torch(conf, "2.13; rm -rf /")
 
 
@@ -207,7 +207,7 @@ class Ran:
 
 def cli(repo, *args):
     """``python -m softmaxloss ARGS`` in ``repo``, in this process (no torch re-import)."""
-    from softmaxloss.commands import main
+    from lossbench.commands import main
 
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
@@ -259,7 +259,7 @@ BAD_INPUTS = [
     (["history", "--range", ""], "range must be <from>..<to>, got ''"),
     (["history", "-n", ""], "N must be a positive integer, got ''"),
     (["history", "--range", "HEAD..HEAD"], "selects no commits"),
-    (["history", "--range", "nope..HEAD"], "unknown revision 'nope'"),
+    (["history", "--range", "nope..HEAD"], "revision 'nope' is not a commit"),
     (["history", "--commits-file", "missing.txt"], "does not exist"),
     (["history", "-n", "2", "-b", "("], "is not a regular expression"),
     (["history", "-n", "2", "--torch", "x y"], "torch version"),
@@ -290,7 +290,7 @@ def test_bad_input_one_line_nonzero_nothing_touched(repo, args, message):
     [
         (["history", "N=abc"], "N must be a positive integer, got 'abc'"),
         (["history", "RANGE="], "range must be <from>..<to>, got ''"),
-        (["history", "RANGE=nope..main"], "unknown revision 'nope'"),
+        (["history", "RANGE=nope..main"], "revision 'nope' is not a commit"),
         (["backfill-local", "SHARDS=0", "N=3"], "SHARDS must be a positive integer, got '0'"),
     ],
 )

@@ -1,65 +1,86 @@
-"""The package's shape: imports flow one way (no cycle, nothing imports the package's
-``__init__``), the error module is a leaf, and ``python -m softmaxloss --help`` lists every
-command."""
+"""The repository's shape: two packages, imports flowing one way.
+
+``softmaxloss`` (the loss) and ``lossbench`` (its measuring tools, ``tools/``): the loss
+imports nothing of the tools; inside each no cycle and nothing imports the package's
+``__init__``; the error modules are leaves; the instruments the asv benchmarks load into
+every benchmark process import nothing of the commit measured but its public names; the
+wheel of the loss ships no tool; ``python -m lossbench --help`` lists every command.
+"""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
-from softmaxloss.commands import COMMANDS, build_parser
+import pytest
+
+from lossbench.commands import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "softmaxloss"
+PACKAGES = {"softmaxloss": ROOT / "softmaxloss", "lossbench": ROOT / "tools" / "lossbench"}
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(path: Path, package: str) -> str:
+    parts = [package, *path.relative_to(PACKAGES[package]).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Package modules imported by ``path`` (anywhere in the file, deferred imports too)."""
-    name = _module_name(path)
+def _exists(module: str) -> bool:
+    top, *rest = module.split(".")
+    base = PACKAGES[top].joinpath(*rest)
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Modules of either package imported by ``path`` (anywhere in the file, deferred imports
+    too)."""
+    name = _module_name(path, package)
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "softmaxloss"}
+            found |= {a.name for a in node.names if a.name.split(".")[0] in PACKAGES}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] != "softmaxloss":
+            if node.module.split(".")[0] not in PACKAGES:
                 continue
             for alias in node.names:  # `from softmaxloss import x`: x may be a module
                 sub = f"{node.module}.{alias.name}"
                 found.add(sub if _exists(sub) else node.module)
         elif isinstance(node, ast.ImportFrom) and node.level:
-            raise AssertionError(f"{name}: relative import; the package uses absolute imports")
+            raise AssertionError(f"{name}: relative import; the packages use absolute imports")
     found.discard(name)
     return found
 
 
-def _exists(module: str) -> bool:
-    base = ROOT.joinpath(*module.split("."))
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
-
-
 def _graph() -> dict[str, set[str]]:
-    return {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        _module_name(p, package): _imports(p, package)
+        for package, folder in PACKAGES.items()
+        for p in sorted(folder.rglob("*.py"))
+    }
 
 
-def test_no_module_imports_the_package_init():
+def test_the_loss_imports_nothing_of_the_tools():
+    graph = _graph()
+    assert graph["lossbench.commands.compare"] & {"softmaxloss"}  # the graph sees both
+    for module, deps in graph.items():
+        if module.startswith("softmaxloss"):
+            assert not {d for d in deps if d.startswith("lossbench")}, module
+
+
+def test_no_module_imports_its_package_init():
     for module, deps in _graph().items():
-        if module == "softmaxloss":
-            continue
-        assert "softmaxloss" not in deps, f"{module} imports the package __init__"
+        top = module.split(".")[0]
+        if module != top:
+            assert top not in deps, f"{module} imports the package __init__"
 
 
 def test_import_graph_has_no_cycle():
     graph = _graph()
-    assert graph["softmaxloss.commands.compare"]  # the graph sees imports at all
     state: dict[str, int] = {}
 
     def visit(node, path):
@@ -76,18 +97,40 @@ def test_import_graph_has_no_cycle():
         visit(module, [])
 
 
-def test_errors_is_a_leaf():
-    assert _graph()["softmaxloss.errors"] == set()
+def test_errors_are_leaves():
+    graph = _graph()
+    assert graph["softmaxloss.errors"] == set()
+    assert graph["lossbench.errors"] == set()
 
 
-def test_harness_imports_nothing_of_the_package():
-    # the asv suite loads it by file path, whatever commit of the package it measures
-    assert _graph()["softmaxloss.harness"] == set()
+@pytest.mark.parametrize("module", ["lossbench", "lossbench.harness", "lossbench.reference"])
+def test_the_benchmarks_instruments_use_only_the_public_loss(module):
+    """The asv benchmarks load these from the working tree into processes that import
+    another commit's softmaxloss: only its public names, the registry's module at most."""
+    deps = _graph()[module]
+    assert deps <= {"lossbench.harness", "softmaxloss"}, deps
+
+
+def test_the_wheel_ships_the_loss_only(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + ["-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("softmaxloss-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"softmaxloss"}, tops
+    assert "softmaxloss/csrc/lean_cpu.cpp" in names
+    assert not [n for n in names if any(w in n for w in ("gate", "history", "merge", "site"))]
 
 
 def test_help_lists_every_command():
     proc = subprocess.run(
-        [sys.executable, "-m", "softmaxloss", "--help"],
+        [sys.executable, "-m", "lossbench", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -95,9 +138,7 @@ def test_help_lists_every_command():
     )
     assert proc.returncode == 0, proc.stderr
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    names = set(sub.choices)
-    assert len(names) >= len(COMMANDS)
-    expected = {"compare", "ratios", "depth", "machine", "site-summary", "offline-site"}
-    assert expected | {"torch-versions"} <= names
-    for name in names:
+    expected = {"compare", "ratios", "overhead", "depth", "gate", "history", "site-summary"}
+    assert expected <= set(sub.choices)
+    for name in sub.choices:
         assert f"    {name}" in proc.stdout, name

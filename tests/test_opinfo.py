@@ -19,13 +19,12 @@ import torch
 from conftest import DTYPES, assert_normwise, f_reference, random_grad_output, tolerance
 
 import softmaxloss
-from softmaxloss import UnsupportedDtypeError, cross_entropy
+from softmaxloss import IMPL_CHOICES, UnsupportedDtypeError, cross_entropy
 
 pytest.importorskip("expecttest", reason="PyTorch's OpInfo samples need expecttest")
 from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
 
 OP = next(op for op in op_db if op.name == "nn.functional.cross_entropy")
-IMPLS = ("manual", "fused", "autograd", "torch")
 
 
 def _describe(sample) -> str:
@@ -103,7 +102,7 @@ def test_pytorch_provides_the_samples():
 
 
 @pytest.mark.parametrize(("dtype", "input", "target", "target_grad", "kwargs"), CASES)
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPL_CHOICES)
 def test_opinfo_sample(impl, dtype, input, target, target_grad, kwargs):
     gen = torch.Generator().manual_seed(zlib.crc32(f"{impl} {dtype} {kwargs}".encode()))
     reduction = kwargs.get("reduction", "mean")

@@ -1,4 +1,4 @@
-"""``python -m softmaxloss overhead``: the Markdown table is made of its own measurements, an
+"""``python -m lossbench overhead``: the Markdown table is made of its own measurements, an
 entry that cannot run is reported as such, and bad arguments are one line."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from lossbench.commands import main
 from softmaxloss import registry
-from softmaxloss.commands import main
 
 
 def _cells(printed):

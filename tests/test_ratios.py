@@ -1,4 +1,4 @@
-"""``python -m softmaxloss ratios``: the report, its JSON, its ratios and its bad arguments."""
+"""``python -m lossbench ratios``: the report, its JSON, its ratios and its bad arguments."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 import pytest
 
 import softmaxloss
-from softmaxloss.commands import main
-from softmaxloss.commands import ratios as ratios_cmd
+from lossbench.commands import main
+from lossbench.commands import ratios as ratios_cmd
 
 
 def test_ratios_json_holds_every_impl_and_ratios_of_its_own_numbers(tmp_path, capsys):

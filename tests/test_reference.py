@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import softmaxloss
-from softmaxloss import (
+from lossbench.reference import (
     ERROR_CAP,
     capped,
     grad_error_eps,

@@ -3,8 +3,8 @@
 Builds a scratch asv project (a git repo with one tiny benchmark module over
 ``softmaxloss.IMPLEMENTATIONS``: a ``time_`` and an ``eps`` ``track_`` benchmark), runs it in
 the current Python (``environment_type: existing``, no env build), publishes it, adds the
-front-page summary (``softmaxloss.suite.site_summary``), makes it self-contained
-(``softmaxloss.suite.offline_site``),
+front-page summary (``lossbench.site_summary``), makes it self-contained
+(``lossbench.offline_site``),
 serves it on 127.0.0.1 and loads the graph pages in Chromium with every non-loopback host
 unresolvable and a dead proxy. A control run on the untouched published site must fail the
 same checks, so the browser set-up really is offline.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from softmaxloss.suite import offline_site, site_summary
+from lossbench import offline_site, site_summary
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,8 @@ class Loss:
         self.fn(self.logits, self.target)
 
     def track_grad_error(self, impl, size, dtype):
-        err = softmaxloss.measure(impl, self.logits, self.target).grad_error_eps
-        return softmaxloss.capped(err)
+        err = reference.measure(impl, self.logits, self.target).grad_error_eps
+        return reference.capped(err)
 
     track_grad_error.unit = "eps"
 '''

@@ -1,7 +1,7 @@
 """Fast checks of the site tools on small hand-written asv result files (no browser, no asv run).
 
 The inputs are asv's on-disk formats (results v2, benchmarks.json); the expected rankings
-are computed here from the same numbers, independently of ``softmaxloss.suite.site_summary``.
+are computed here from the same numbers, independently of ``lossbench.site_summary``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from softmaxloss.commands import main
-from softmaxloss.suite import offline_site, site_summary
+from lossbench import offline_site, site_summary
+from lossbench.commands import main
 
 IMPLS = ["fused", "manual", "torch"]
 DTYPES = ["float32", "float64"]
@@ -103,8 +103,8 @@ def test_summary_without_results_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "html").mkdir()
     rc = main(["site-summary", "--results-dir", str(tmp_path / "r"), "--html-dir", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1
-    assert err.startswith("python -m softmaxloss site-summary: error:")
+    assert rc == 3 and err.count("\n") == 1
+    assert err.startswith("python -m lossbench site-summary: error:")
 
 
 PAGE = """<html><head>
@@ -146,8 +146,8 @@ def test_offline_refuses_an_unknown_external_asset(tmp_path, vendor_cache, capsy
     (html / "index.html").write_text('<script src="https://cdn.example.com/plotly.js"></script>')
     rc = main(["offline-site", "--html-dir", str(html), "--cache-dir", str(vendor_cache)])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 3
     assert err == (
-        "python -m softmaxloss offline-site: error: index.html: no local copy known for "
+        "python -m lossbench offline-site: error: index.html: no local copy known for "
         "external asset https://cdn.example.com/plotly.js\n"
     )

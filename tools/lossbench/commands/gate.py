@@ -1,0 +1,106 @@
+"""``python -m lossbench gate BASE``: the regression gate, BASE vs HEAD (``make gate``).
+
+Runs asv on both commits (the gate's benchmark selection), reads both result files and
+applies one threshold per metric family. Prints one table of what regressed and, under
+GitHub Actions, writes the same table to ``$GITHUB_STEP_SUMMARY``.
+Exit status: 0 nothing regressed, 1 a regression, 2 bad input (e.g. a BASE that is not a
+commit), 3 a benchmark failed on HEAD (or asv did); the last line says it too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lossbench import gate
+from lossbench.errors import UsageError
+from lossbench.machine import machine_name
+
+
+def parse_thresholds(items) -> dict:
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        families = (*gate.FAMILIES, "other")
+        if not sep or name not in families:
+            raise UsageError(f"--threshold {item!r}: expected FAMILY=RATIO, FAMILY in {families}")
+        try:
+            ratio = float(value)
+        except ValueError:
+            raise UsageError(f"--threshold {item!r}: {value!r} is not a number") from None
+        if not ratio > 1:
+            raise UsageError(f"--threshold {item!r}: the ratio must be > 1")
+        out[name] = ratio
+    return out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("gate", help="regression gate: BASE vs HEAD", description=__doc__)
+    p.add_argument("base", help="the commit to compare against (e.g. main)")
+    p.add_argument("--head", default="HEAD", help="the commit under test (default HEAD)")
+    p.add_argument("--config", default="asv.conf.json", help="asv config, relative to --repo")
+    p.add_argument("--repo", default=".", help="repository root (default: .)")
+    p.add_argument(
+        "--machine", default=None, help="asv machine name (default: python -m lossbench machine)"
+    )
+    p.add_argument("--launch-method", default=None, help="passed to asv run")
+    p.add_argument("--bench", default=gate.GATE_BENCH, help="asv -b regex (default: %(default)s)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        metavar="FAMILY=RATIO",
+        help="override a family's threshold, e.g. time=1.2 (repeatable)",
+    )
+    p.set_defaults(func=main)
+
+
+def _summary_markdown(run: gate.GateRun, lines: list[str]) -> str:
+    report = run.report
+    out = [f"## Benchmark gate: {run.head[:8]} vs {run.base[:8]}", ""]
+    out += [f"- {line}" for line in lines]
+    out.append("")
+    if report.regressions:
+        out += [gate.format_rows(report.regressions, markdown=True), ""]
+    else:
+        out += ["No regression.", ""]
+    if report.failures:
+        out.append("Failed on HEAD:")
+        out += [f"- `{r.label}`" for r in report.failures]
+    out.append(f"\nExit {report.exit_code} (0 ok, 1 regression, 3 benchmark failure).")
+    return "\n".join(out) + "\n"
+
+
+def main(args) -> int:
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    thresholds = parse_thresholds(args.threshold)
+    machine = args.machine or machine_name()
+    repo = os.path.abspath(args.repo)
+    log_path = os.path.join(repo, ".asv", "gate.log")
+    run = gate.run(
+        repo,
+        args.base,
+        args.head,
+        conf_file=args.config,
+        machine=machine,
+        pattern=args.bench,
+        thresholds=thresholds,
+        launch_method=args.launch_method,
+        log_path=log_path,
+        echo=echo,
+    )
+    report = run.report
+    lines = gate.summary_lines(report, thresholds)
+    print(f"gate: HEAD {run.head[:8]} vs BASE {run.base[:8]} on {machine}, {run.seconds:.0f} s")
+    for line in lines:
+        print(line)
+    print(gate.format_rows(report.regressions) if report.regressions else "no regression")
+    for r in report.failures:
+        print(f"FAILED on HEAD: {r.label} (stderr in {os.path.relpath(log_path)})")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as f:
+            f.write(_summary_markdown(run, lines))
+    print(f"gate: exit {report.exit_code} (0 ok, 1 regression, 3 benchmark failure)")
+    return report.exit_code

@@ -1,0 +1,185 @@
+"""``python -m lossbench ratios``: speed and memory ratios of the registered implementations.
+
+    python -m lossbench ratios            # 3200x3200 and 4096x32000, float32 and float64
+    python -m lossbench ratios --quick    # 3200x3200 only, fewer repeats
+
+A quick check for a person; the asv suite stays the record. Every implementation in
+``softmaxloss.IMPLEMENTATIONS`` is timed by ``harness.time_impls`` (the timing of
+``compare``: non-leaf logits, warm-up, interleaved rounds, medians) on the seed's inputs
+(``harness.seed_case``). Peak extra memory is ``harness.extra_bytes`` (the method of asv's
+``track_extra_bytes``), in units of one logits buffer, measured in a fresh process per case:
+the method changes glibc's allocator for the rest of the process, which would slow the
+timings.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import torch
+
+from lossbench import harness
+from lossbench.errors import UsageError
+from softmaxloss import IMPLEMENTATIONS
+
+RATIO_DTYPES = ("float32", "float64")
+QUICK_CASES = [(3200, 3200, "float32"), (3200, 3200, "float64")]
+FULL_CASES = [*QUICK_CASES, (4096, 32000, "float32"), (4096, 32000, "float64")]
+
+# (label, numerator impl, denominator impl, measure): > 1 means the denominator is better.
+RATIOS = [
+    ("torch / fused (fwd+bwd)", "torch", "fused", "total"),
+    ("torch / fused_inplace (fwd+bwd)", "torch", "fused_inplace", "total"),
+    ("torch / manual (fwd+bwd)", "torch", "manual", "total"),
+    ("autograd / manual (backward)", "autograd", "manual", "backward"),
+    ("naive_autograd / naive_manual (backward)", "naive_autograd", "naive_manual", "backward"),
+    ("torch / fused (peak extra memory)", "torch", "fused", "memory"),
+    ("torch / fused_inplace (peak extra memory)", "torch", "fused_inplace", "memory"),
+]
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "ratios",
+        help="speed and peak-memory ratios of every registered impl (seed-sized and LM-sized)",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("--quick", action="store_true", help="3200x3200 only, 5 repeats")
+    p.add_argument("--size", type=int, default=None, help="one case of N rows instead")
+    p.add_argument("--classes", type=int, default=None, help="classes C of --size (default N)")
+    p.add_argument(
+        "--dtype", default="float32,float64", help="with --size: comma-separated float32/float64"
+    )
+    p.add_argument("--repeats", type=int, default=None, help="timed runs (default 9, quick 5)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE (a new file)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _peak_buffers(names, rows, classes, dtype) -> dict:
+    """Runs in a fresh process: ``{name: peak extra memory in logits buffers or None}``."""
+    torch.set_num_threads(1)
+    x, target = harness.seed_case(rows, classes, dtype)
+    buffer = x.numel() * x.element_size()
+    out = {}
+    for name in names:
+        fn = IMPLEMENTATIONS.get(name)
+        try:
+            out[name] = harness.extra_bytes(fn, x, target) / buffer if fn else None
+        except Exception:  # cannot run here (e.g. an unsupported dtype): no number
+            out[name] = None
+    return out
+
+
+def peak_extra_buffers(names, rows, classes, dtype) -> dict:
+    """``_peak_buffers`` in a fresh (spawned) process; every value None if it dies."""
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ctx.Pool(1) as pool:
+            return pool.apply(_peak_buffers, (list(names), rows, classes, dtype))
+    except Exception:
+        return dict.fromkeys(names)
+
+
+def measure_case(rows, classes, dtype, repeats, memory=True, impls=None) -> dict:
+    """Times (and measures) one case; returns plain values (seconds, buffers, ratios)."""
+    impls = dict(IMPLEMENTATIONS if impls is None else impls)
+    x, target = harness.seed_case(rows, classes, dtype)
+    timings = harness.time_impls(impls, x, target, repeats)
+    seconds = {
+        name: None
+        if isinstance(t, Exception)
+        else {"forward": t.forward, "backward": t.backward, "total": t.total}
+        for name, t in timings.items()
+    }
+    errors = {n: f"{type(t).__name__}: {t}" for n, t in timings.items() if isinstance(t, Exception)}
+    peaks = peak_extra_buffers(impls, rows, classes, dtype) if memory else {}
+
+    def value(name, what):
+        if what == "memory":
+            return peaks.get(name)
+        return (seconds.get(name) or {}).get(what)
+
+    ratios = {}
+    for label, a, b, what in RATIOS:
+        if what == "memory" and not memory:
+            continue
+        va, vb = value(a, what), value(b, what)
+        ratios[label] = va / vb if va and vb else None
+    return {
+        "shape": [rows, classes],
+        "dtype": dtype,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "seconds": seconds,
+        "errors": errors,
+        "peak_extra_buffers": peaks,
+        "ratios": ratios,
+    }
+
+
+def format_case(case) -> str:
+    rows, classes = case["shape"]
+    lines = [
+        f"{rows}x{classes} {case['dtype']}, {case['threads']} threads, median of {case['repeats']}",
+        f"{'impl':<18}{'forward ms':>12}{'backward ms':>13}{'fwd+bwd ms':>12}{'peak extra':>12}",
+    ]
+    for name, t in case["seconds"].items():
+        peak = case["peak_extra_buffers"].get(name)
+        peak_s = f"{peak:9.2f} buf" if peak is not None else f"{'-':>12}"
+        if t is None:
+            lines.append(f"{name:<18}{'cannot run':>37}{peak_s}")
+            continue
+        lines.append(
+            f"{name:<18}{t['forward'] * 1e3:>12.2f}{t['backward'] * 1e3:>13.2f}"
+            f"{t['total'] * 1e3:>12.2f}{peak_s}"
+        )
+    lines.append("ratios (> 1: the second is better):")
+    for label, r in case["ratios"].items():
+        lines.append(f"  {label:<44}{f'{r:6.2f}x' if r else '   n/a'}")
+    return "\n".join(lines)
+
+
+def _cases(args) -> list[tuple[int, int, str]]:
+    if args.size is None:
+        if args.classes is not None:
+            raise UsageError("--classes needs --size")
+        return QUICK_CASES if args.quick else FULL_CASES
+    if args.size <= 0:
+        raise UsageError(f"--size must be a positive integer, got {args.size}")
+    classes = args.size if args.classes is None else args.classes
+    if classes <= 0:
+        raise UsageError(f"--classes must be a positive integer, got {classes}")
+    dtypes = [d.strip() for d in args.dtype.split(",")]
+    bad = [d for d in dtypes if d not in RATIO_DTYPES]
+    if bad or not dtypes:
+        raise UsageError(
+            f"--dtype must be a comma-separated list from {RATIO_DTYPES}, got {args.dtype!r}"
+        )
+    return [(args.size, classes, d) for d in dict.fromkeys(dtypes)]
+
+
+def run(args) -> int:
+    cases = _cases(args)
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 9)
+    if repeats <= 0:
+        raise UsageError(f"--repeats must be a positive integer, got {repeats}")
+    if args.threads is not None and args.threads <= 0:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+    if args.json and os.path.exists(args.json):
+        raise UsageError(f"--json {args.json!r} exists; give a new file name")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    results = []
+    for rows, classes, dtype in cases:
+        case = measure_case(rows, classes, dtype, repeats, memory=not args.no_memory)
+        results.append(case)
+        print(format_case(case), end="\n\n", flush=True)
+    if args.json:
+        with open(args.json, "x") as fh:
+            json.dump(results, fh, indent=1)
+    return 0

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import softmaxloss
 from benchmarks import common
-from lossbench import gate, results, torch_versions
+from lossbench import gate, paired, results, torch_versions
 from lossbench import study as detection
 from lossbench.commands import build_parser
 from lossbench.commands import gate as gate_cmd
@@ -198,57 +198,21 @@ def test_threshold_per_family(tmp_path, family, field, base_value, below, above)
     assert counts[family][1] == 1 and sum(c[1] for c in counts.values()) == 1
 
 
-def test_time_threshold_on_medians_without_samples(tmp_path):
-    before, after = load_pair(
-        tmp_path, one_each(time=(1e-3, 1e-3)), one_each(time=(1.19e-3, 1.21e-3))
-    )
-    report = gate.compare(before, after, {"time": 1.2})
-    assert [r.params for r in report.regressions] == [("'torch'",)]
-
-
-def test_time_ratio_needs_minimum_and_median_to_agree(tmp_path):
-    """Load bursts move the median, bimodal timings the minimum; a slowdown moves both."""
-    base = [1.0, 1.1, 1.2, 1.05, 1.0, 1.3, 1.1, 1.2, 1.1]  # min 1.0, median 1.1
-    cases = {
-        "'manual'": [1.02, 1.1, 1.2, 3.0, 3.3, 3.1, 3.0, 3.2, 3.1],  # burst: median 3.0
-        "'torch'": [x * 1.3 for x in base],  # slower by 1.3
-        "'fused'": [1.5, 1.1, 1.2, 1.5, 1.5, 1.3, 1.1, 1.2, 1.1],  # no fast sample: min 1.1
-    }
-    t = "bench_time.TimeSoftmaxLoss.time_forward"
-    params = [list(cases)]
-    base_rows, head_rows = one_each(), one_each()
-    base_rows[t] = ([1.1] * 3, params, "v", [base] * 3)
-    head_rows[t] = ([1.1] * 3, params, "v", list(cases.values()))
-    before, after = load_pair(tmp_path, base_rows, head_rows)
-    report = gate.compare(before, after, {"time": 1.2})
-    rows = {r.params[0]: r for r in report.rows if r.family == "time"}
-    assert rows["'manual'"].ratio == pytest.approx(1.02)  # the minimum's ratio
-    assert (rows["'manual'"].before, rows["'manual'"].after) == (1.0, 1.02)
-    assert rows["'fused'"].ratio == pytest.approx(1.2 / 1.1)  # the median's ratio
-    assert (rows["'fused'"].before, rows["'fused'"].after) == (1.1, 1.2)
-    assert rows["'torch'"].ratio == pytest.approx(1.3)
-    assert [r.params for r in report.regressions] == [("'torch'",)]
-    # without recorded samples: asv's medians
-    head_rows[t] = ([3.0, 1.43, 1.2], params, "v", None)
-    before, after = load_pair(tmp_path, base_rows, head_rows)
-    ratios = {r.params[0]: r.ratio for r in gate.compare(before, after).rows if r.family == "time"}
-    assert ratios["'manual'"] == pytest.approx(3.0 / 1.1)
-
-
 def test_failures_skips_versions_and_selection(tmp_path):
     nan = float("nan")
     base_rows = one_each(instructions=[None, 1000], eps=[nan, 1.0])
     head_rows = one_each(instructions=[1000, None], eps=[5.0, nan], extra=[9e7, 4e7])
-    head_rows["bench_time.TimeSoftmaxLoss.time_forward"] = ([9e-3, 9e-3], [IMPLS2], "v2", None)
+    peak = "bench_memory.MemSoftmaxLoss.peakmem_forward_backward"
+    head_rows[peak] = ([9e8, 9e8], [IMPLS2], "v2", None)
     before, after = load_pair(tmp_path, base_rows, head_rows)
     report = gate.compare(before, after)
-    assert [r.label for r in report.failures] == [
+    assert report.failures == [
         "bench_instructions.InstructionsSoftmaxLoss.track_forward('torch')"
     ]
-    assert [r.label for r in report.base_failures] == [
+    assert report.base_failures == [
         "bench_instructions.InstructionsSoftmaxLoss.track_forward('manual')"
     ]
-    assert report.not_compared == 2  # the time benchmark's code changed (version v -> v2)
+    assert report.not_compared == 2  # the peakmem benchmark's code changed (version v -> v2)
     assert not any(r.family in ("time", "precision", "instructions") for r in report.rows)
     assert [r.benchmark.rsplit(".", 1)[1] for r in report.regressions] == ["track_extra_bytes"]
     assert report.exit_code == gate.EXIT_FAILURE  # a failure outranks the regression
@@ -288,12 +252,13 @@ def test_selection_follows_asv_and_splits_instruction_counts():
 
 
 def test_tables_show_benchmark_parameters_metric_before_after_ratio(tmp_path):
-    before, after = load_pair(
-        tmp_path,
-        one_each(time=(1e-3, 2e-3)),
-        one_each(time=(3e-3, 2e-3), instructions=[1000, 5e6]),
-    )
-    regressions = gate.compare(before, after).regressions
+    before, after = load_pair(tmp_path, one_each(), one_each(instructions=[1000, 5e6]))
+    report = gate.compare(before, after)
+    case = paired.Case("bench_time.TimeSoftmaxLoss.time_forward", ("'manual'",))
+    timed = paired.Outcome(case, base_times=[1e-3] * 4, head_times=[3e-3] * 4)
+    timed.confirm_ratios, timed.p_value, timed.regressed = [3.0] * 4, 0.0625, True
+    gate.add_paired(report, [timed], paired.Settings(threshold=1.1))
+    regressions = report.regressions
     text = gate.format_rows(regressions).splitlines()
     assert text[0].split() == ["benchmark", "parameters", "metric", "before", "after", "ratio"]
     assert set(text[1].strip()) == {"─"}
@@ -309,7 +274,7 @@ def test_tables_show_benchmark_parameters_metric_before_after_ratio(tmp_path):
             "1.03)",
         ],
         ["bench_time.TimeSoftmaxLoss.time_forward", "manual", "time", "1.00ms", "3.00ms"]
-        + ["3.000", "(>", "1.35)"],
+        + ["3.000", "(>", "1.1,", "p=0.062)"],
     ]
     md = gate.format_rows(regressions, markdown=True).splitlines()
     assert md[0] == "| benchmark | parameters | metric | before | after | ratio |"
@@ -551,6 +516,11 @@ def test_registry_names_are_in_the_fixed_impl_grid():
     assert set(softmaxloss.IMPLEMENTATIONS) <= set(common.IMPLS)
 
 
+def test_timings_are_left_to_the_paired_method(tmp_path):
+    before, after = load_pair(tmp_path, one_each(time=(1e-3, 1e-3)), one_each(time=(9, 9)))
+    assert not [r for r in gate.compare(before, after).rows if r.family == "time"]
+
+
 def test_missing_impl_and_device_skip_not_fail():
     with pytest.raises(NotImplementedError):
         common.get_impl("no_such_impl")
@@ -559,20 +529,6 @@ def test_missing_impl_and_device_skip_not_fail():
             common.prepare("manual", "128x100", "float32", "cuda")
     with pytest.raises(NotImplementedError):  # the naive pair raises TypeError on bfloat16
         common.prepare("naive_manual", "128x100", "bfloat16", "cpu")
-
-
-def test_cpu_timings_use_process_time_and_cuda_timings_the_wall_clock():
-    import time
-    import timeit
-
-    from benchmarks import bench_time
-
-    assert bench_time.TimeSoftmaxLoss.params[-1] == ["cpu"]
-    assert bench_time.TimeSoftmaxLoss().timer is time.process_time
-    assert bench_time.TimeSoftmaxLossCUDA.params[-1] == ["cuda"]
-    assert bench_time.TimeSoftmaxLossCUDA().timer is timeit.default_timer
-    assert bench_time.SlowTimeSoftmaxLoss().timer is time.process_time
-    assert bench_time.SlowTimeSoftmaxLossCUDA.params[-1] == ["cuda"]
 
 
 def test_torch_version_ratios_flag_only_regressions_measured_under_both():

@@ -6,11 +6,6 @@ The counts themselves are exercised by tests/test_gate_power.py (a real callgrin
 import pytest
 
 from benchmarks import bench_instructions as bi
-from benchmarks.common import IMPLS
-
-
-def test_not_counted_names_are_suite_implementations():
-    assert set(bi.NOT_COUNTED) <= set(IMPLS)
 
 
 @pytest.mark.parametrize("impl", ["compiled", "compiled_manual", "triton", "triton_inplace"])

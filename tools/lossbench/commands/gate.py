@@ -1,8 +1,9 @@
 """``python -m lossbench gate BASE``: the regression gate, BASE vs HEAD (``make gate``).
 
-Runs asv on both commits (the gate's benchmark selection), reads both result files and
-applies one threshold per metric family. Prints one table of what regressed and, under
-GitHub Actions, writes the same table to ``$GITHUB_STEP_SUMMARY``.
+Runs asv on both commits (the deterministic families of the gate's selection, once per
+commit), times both with the paired timings (``lossbench.paired``) and applies one threshold
+per metric family. Prints one table of what regressed and, under GitHub Actions, writes the
+same table to ``$GITHUB_STEP_SUMMARY``.
 Exit status: 0 nothing regressed, 1 a regression, 2 bad input (e.g. a BASE that is not a
 commit), 3 a benchmark failed on HEAD (or asv did); the last line says it too.
 """
@@ -65,7 +66,7 @@ def _summary_markdown(run: gate.GateRun, lines: list[str]) -> str:
         out += ["No regression.", ""]
     if report.failures:
         out.append("Failed on HEAD:")
-        out += [f"- `{r.label}`" for r in report.failures]
+        out += [f"- `{label}`" for label in report.failures]
     out.append(f"\nExit {report.exit_code} (0 ok, 1 regression, 3 benchmark failure).")
     return "\n".join(out) + "\n"
 
@@ -77,7 +78,7 @@ def main(args) -> int:
     thresholds = parse_thresholds(args.threshold)
     machine = args.machine or machine_name()
     repo = os.path.abspath(args.repo)
-    log_path = os.path.join(repo, ".asv", "gate.log")
+    log_path = os.path.join(repo, ".asv", "gate", "gate.log")
     run = gate.run(
         repo,
         args.base,
@@ -96,8 +97,8 @@ def main(args) -> int:
     for line in lines:
         print(line)
     print(gate.format_rows(report.regressions) if report.regressions else "no regression")
-    for r in report.failures:
-        print(f"FAILED on HEAD: {r.label} (stderr in {os.path.relpath(log_path)})")
+    for label in report.failures:
+        print(f"FAILED on HEAD: {label} (see {os.path.relpath(log_path)})")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a") as f:

@@ -1,0 +1,127 @@
+"""The paired timings' controller (``lossbench.paired``) with scripted workers: the ABBA
+order, the two stages in separate worker pairs, the decision and its multiple-comparison
+control, skips and failures. Real workers run in tests/test_gate_power.py (slow)."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from scipy import stats
+
+from lossbench import paired
+
+BENCH = "bench_time.TimeSoftmaxLoss.time_forward"
+
+
+@pytest.mark.parametrize("ratios", [[1.2] * 8, [1.2] * 6 + [0.9] * 2, [0.9, 1.1, 1.0, 1.3]])
+def test_sign_test_matches_the_binomial_tail(ratios):
+    above = sum(r > 1 for r in ratios)
+    n = above + sum(r < 1 for r in ratios)
+    expected = stats.binomtest(above, n, 0.5, alternative="greater").pvalue
+    assert paired.sign_test(ratios) == pytest.approx(expected, rel=1e-12)
+
+
+def test_cases_follow_asv_selection_and_skip_the_stored_series():
+    benchmarks = {
+        BENCH: {"type": "time", "params": [["'manual'", "'torch'"], ["'128x100'", "'3200x3200'"]]},
+        "bench_paired.PairedTimeSoftmaxLoss.time_forward": {"type": "time", "params": [["'a'"]]},
+        "bench_memory.MemSoftmaxLoss.track_extra_bytes": {"type": "track", "params": [["'a'"]]},
+    }
+    got = paired.cases(benchmarks, r"\('manual', ")
+    assert [c.label for c in got] == [
+        f"{BENCH}('manual', '128x100')",
+        f"{BENCH}('manual', '3200x3200')",
+    ]
+    assert got[0].values == ["manual", "128x100"]
+
+
+class ScriptedWorker:
+    """Answers like a worker: per-call times ``base * factor`` (HEAD) with a small wobble."""
+
+    def __init__(self, name, script, log):
+        self.name, self.script, self.log = name, script, log
+        self.calls = 0
+
+    def time(self, case, calls):
+        self.log.append((self.name.split()[0], case.params[0]))
+        kind, value = self.script[case.params[0]]
+        if kind == "skip":
+            return {"skip": "not here"}
+        if kind == "error" and self.name.startswith("HEAD"):
+            return {"error": "RuntimeError: boom"}
+        self.calls += 1
+        factor = value if self.name.startswith("HEAD") and kind == "factor" else 1.0
+        wobble = 1.0 + 0.004 * ((self.calls % 3) - 1)
+        return {"times": [1e-3 * factor * wobble] * calls}
+
+
+def run(monkeypatch, tmp_path, script, settings, worker=ScriptedWorker):
+    pairs, log = [], []
+
+    class Pair:
+        def __init__(self, python, trees, repo, log_path, stage):
+            self.base = worker(f"BASE ({stage})", script, log)
+            self.head = worker(f"HEAD ({stage})", script, log)
+            self.stage = stage
+            pairs.append(self)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(paired, "_Pair", Pair)
+    monkeypatch.setattr(paired, "extract_tree", lambda repo, commit, dest: tmp_path / commit)
+    cases = [paired.Case(BENCH, (name,)) for name in script]
+    outcomes = paired.measure(
+        tmp_path, "b", "h", cases, python="python", workdir=tmp_path, settings=settings
+    )
+    return {o.case.params[0]: o for o in outcomes}, pairs, log
+
+
+def test_suspects_are_confirmed_in_new_workers_and_decided_from_those_pairs(monkeypatch, tmp_path):
+    script = {
+        "'same'": ("factor", 1.0),
+        "'slow'": ("factor", 1.3),
+        "'border'": ("factor", 1.06),  # a suspect, below the threshold
+        "'skip'": ("skip", None),
+        "'broken'": ("error", None),
+    }
+    settings = paired.Settings(pairs=(4, 6), screen=1.04, threshold=1.1, alpha=0.05)
+    out, pairs, log = run(monkeypatch, tmp_path, script, settings)
+    assert [p.stage for p in pairs] == ["screen", "confirm"]
+    assert out["'same'"].confirm_ratios == [] and not out["'same'"].regressed
+    assert len(out["'slow'"].screen_ratios) == 4 and len(out["'slow'"].confirm_ratios) == 6
+    assert out["'slow'"].regressed and out["'slow'"].ratio == pytest.approx(1.3, rel=0.01)
+    assert out["'slow'"].p_value == pytest.approx(1 / 64)
+    border = out["'border'"]
+    assert border.confirm_ratios and not border.regressed  # p is tiny, the ratio is not
+    assert statistics.median(border.confirm_ratios) == pytest.approx(1.06, rel=0.01)
+    assert out["'skip'"].skipped == "not here" and not out["'skip'"].screen_ratios
+    assert out["'broken'"].error.startswith("HEAD") and not out["'broken'"].regressed
+    # A B B A: after the warm-up and the probe, pairs alternate who goes first
+    slow = [who for who, case in log if case == "'slow'"]
+    assert slow[:3] == ["BASE", "BASE", "HEAD"]  # warm-ups, BASE's probe sizes the batches
+    assert slow[3:11] == ["BASE", "HEAD", "HEAD", "BASE", "BASE", "HEAD", "HEAD", "BASE"]
+    assert len(out["'slow'"].base_times) == len(out["'slow'"].head_times) == 4 + 6
+
+
+def test_false_alarms_are_controlled_over_the_suspects(monkeypatch, tmp_path):
+    """5 of 6 confirm pairs above 1: p = 7/64 = 0.109. Alone it is under alpha = 0.2;
+    with a second suspect the level is 0.1, and it no longer regresses."""
+
+    class FiveOfSix(ScriptedWorker):
+        def time(self, case, calls):
+            answer = super().time(case, calls)
+            if self.name.startswith("HEAD (confirm)") and self.calls == 3 + 4:
+                answer["times"] = [t / 1.5 for t in answer["times"]]  # one pair below 1
+            return answer
+
+    settings = paired.Settings(pairs=(2, 6), screen=1.04, threshold=1.1, alpha=0.2)
+    alone, _, _ = run(monkeypatch, tmp_path, {"'slow'": ("factor", 1.3)}, settings, FiveOfSix)
+    assert alone["'slow'"].p_value == pytest.approx(7 / 64)
+    assert alone["'slow'"].regressed
+    script = {"'slow'": ("factor", 1.3), "'other'": ("factor", 1.05)}
+    two, _, _ = run(monkeypatch, tmp_path, script, settings, FiveOfSix)
+    assert two["'other'"].confirm_ratios  # a second suspect
+    assert two["'slow'"].p_value == pytest.approx(7 / 64)
+    assert not two["'slow'"].regressed

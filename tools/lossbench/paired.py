@@ -1,0 +1,408 @@
+"""Paired timings: BASE and HEAD timed seconds apart, decided from the pairs.
+
+asv times one commit after the other; even interleaved round by round, a round of BASE is
+about a minute away from the same round of HEAD, and the load of a shared machine does not
+line up over a minute. Here each commit gets a **persistent worker process** (its own
+``softmaxloss``, extracted from the commit, first on ``sys.path``; this checkout's
+``benchmarks/``; its C++ build from the content-keyed cache), running the suite's own
+``time_`` code (``lossbench.paired_worker``). For every selected parameter combination the
+controller alternates the two workers **A B B A A B ...**: each *batch* is ``k`` calls of
+one worker (``setup`` before every call, each call timed alone), sized to about
+``batch_seconds`` of timed work, and each pair of adjacent batches gives one ratio
+``r = median(HEAD calls) / median(BASE calls)``, two batches a fraction of a second apart.
+
+**What makes two processes of the same code differ**, fixed in every worker's environment
+(``WORKER_ENV``), measured in docs/gate.md: glibc's dynamic mmap threshold (a process whose
+large temporaries land on fresh pages pays page faults in CPU time, another reuses its
+heap: ``MALLOC_MMAP_THRESHOLD_`` 32 MiB, glibc's maximum, and ``MALLOC_TRIM_THRESHOLD_``
+1 GiB pin the heap's behaviour, so buffers up to 32 MiB are reused, never faulted in again;
+larger ones are fresh mappings in every process alike), string hashing
+(``PYTHONHASHSEED=0``) and address-space randomisation (``setarch -R`` where it works). What
+that hides from users: the page faults a process of theirs may or may not pay for
+temporaries between 128 KiB and 32 MiB (glibc's default threshold adapts); the memory
+benchmarks (``bench_memory``) run in asv's own processes without any of it.
+
+**Decision** (two stages; every decision from data no earlier look has seen):
+
+1. *screen*: every combination, one worker pair, ``pairs[0]`` pairs; a combination whose
+   median ratio exceeds ``screen`` is a *suspect*;
+2. *confirm*: the suspects only, in a **fresh** worker pair (a process's own state cannot
+   follow it), ``pairs[1]`` pairs. A suspect regresses when its median ratio there exceeds
+   ``threshold`` **and** a one-sided sign test (H0: a pair ratio is as likely below 1 as
+   above) rejects at ``alpha / m``, ``m`` the number of suspects (Bonferroni): false alarms
+   are controlled over every combination compared and over both looks.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lossbench import runner
+from lossbench.errors import ToolError
+
+WORKER_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    "PYTHONHASHSEED": "0",
+}
+# The series the paired timings are stored under, in asv's results: bench_time's
+# TimeSoftmaxLoss.time_forward is stored as bench_paired.PairedTimeSoftmaxLoss.time_forward
+# (the benchmark exists, skipped by asv run, so that asv publishes what is stored).
+STORE = {"bench_time.TimeSoftmaxLoss": "bench_paired.PairedTimeSoftmaxLoss"}
+
+_BOOT = """
+import sys
+sys.path.insert(1, {tools!r})
+from lossbench.paired_worker import main
+main({bench_dir!r})
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The method's knobs; the defaults are the gate's (chosen from docs/gate.md)."""
+
+    pairs: tuple[int, int] = (8, 16)  # screen, confirm
+    batch_seconds: float = 0.03  # timed work per batch
+    max_calls: int = 400  # calls per batch, at most
+    screen: float = 1.04
+    threshold: float = 1.10
+    alpha: float = 0.01
+
+
+@dataclass(frozen=True)
+class Case:
+    """One parameter combination of a ``time_`` benchmark."""
+
+    bench: str
+    params: tuple[str, ...]  # asv's reprs, as in benchmarks.json
+
+    @property
+    def label(self) -> str:
+        return f"{self.bench}({', '.join(self.params)})"
+
+    @property
+    def values(self) -> list:
+        return [ast.literal_eval(p) for p in self.params]
+
+
+@dataclass
+class Outcome:
+    """What the paired timings found for one case."""
+
+    case: Case
+    skipped: str | None = None
+    error: str | None = None
+    base_times: list[float] = field(default_factory=list)  # batch medians, BASE
+    head_times: list[float] = field(default_factory=list)
+    screen_ratios: list[float] = field(default_factory=list)
+    confirm_ratios: list[float] = field(default_factory=list)
+    p_value: float | None = None
+    regressed: bool = False
+
+    @property
+    def ratio(self) -> float | None:
+        """The estimate the decision used: the confirm stage's median, else the screen's."""
+        ratios = self.confirm_ratios or self.screen_ratios
+        return statistics.median(ratios) if ratios else None
+
+
+def sign_test(ratios: list[float]) -> float:
+    """One-sided sign test: P(at least this many ratios above 1 | each above 1 with
+    probability 1/2). Ties (exactly 1) are dropped."""
+    above = sum(r > 1 for r in ratios)
+    n = above + sum(r < 1 for r in ratios)
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(above, n + 1)) / 2**n
+
+
+def cases(benchmarks: dict, pattern: str) -> list[Case]:
+    """The combinations of the ``time_`` benchmarks in ``benchmarks.json`` (asv's list)
+    that asv's ``-b pattern`` rule selects; the paired series themselves excluded."""
+    out = []
+    stored = tuple(STORE.values())
+    for name, info in sorted(benchmarks.items()):
+        if info.get("type") != "time" or name.startswith(stored):
+            continue
+        for combo in itertools.product(*info.get("params", [])):
+            case = Case(name, tuple(combo))
+            if re.search(pattern, case.label):
+                out.append(case)
+    return out
+
+
+def extract_tree(repo, commit: str, dest: Path) -> Path:
+    """``dest/<commit>/softmaxloss``: the commit's package, extracted once (git archive)."""
+    tree = Path(dest) / commit
+    if (tree / "softmaxloss" / "__init__.py").is_file():
+        return tree
+    tmp = Path(dest) / f".{commit}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    archive = tmp / "src.tar"
+    runner.git(repo, "archive", "--format=tar", "-o", str(archive), commit, "softmaxloss")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+    archive.unlink()
+    try:
+        os.rename(tmp, tree)
+    except OSError:  # extracted meanwhile by another gate
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tree
+
+
+def _setarch() -> list[str]:
+    """``setarch <arch> -R`` (no address-space randomisation) where it works, else nothing."""
+    cmd = ["setarch", os.uname().machine, "-R"]
+    if shutil.which("setarch") is None:
+        return []
+    ok = subprocess.run([*cmd, "true"], capture_output=True).returncode == 0
+    return cmd if ok else []
+
+
+class Worker:
+    """One persistent worker process for one commit's package."""
+
+    def __init__(self, python: str, tree: Path, repo: Path, log: Path, name: str):
+        self.name = name
+        env = {**os.environ, **WORKER_ENV, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
+        boot = _BOOT.format(tools=str(repo / "tools"), bench_dir=str(repo / "benchmarks"))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log, "a")  # noqa: SIM115 (closed in close())
+        self._log.write(f"# worker {name}: {tree}\n")
+        self._log.flush()
+        self.proc = subprocess.Popen(
+            [*_setarch(), python, "-c", boot],
+            cwd=tree,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
+        )
+        self.hello = self.request({"op": "hello"})
+        if Path(self.hello["softmaxloss"]).resolve().parent.parent != tree.resolve():
+            raise ToolError(f"worker {name} imported {self.hello['softmaxloss']}, not {tree}")
+
+    def request(self, obj: dict) -> dict:
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise ToolError(
+                f"worker {self.name} died (exit {self.proc.wait()}); see {self._log.name}"
+            )
+        return json.loads(line)
+
+    def time(self, case: Case, calls: int) -> dict:
+        return self.request(
+            {"op": "time", "bench": case.bench, "params": case.values, "calls": calls}
+        )
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+class _Pair:
+    """BASE's and HEAD's workers, started together."""
+
+    def __init__(self, python, trees, repo, log, stage):
+        self.base = Worker(python, trees[0], repo, log, f"BASE ({stage})")
+        try:
+            self.head = Worker(python, trees[1], repo, log, f"HEAD ({stage})")
+        except BaseException:
+            self.base.close()
+            raise
+
+    def close(self):
+        self.base.close()
+        self.head.close()
+
+
+def _median_call(answer: dict, who: str, case: Case) -> float:
+    if "error" in answer:
+        raise _CaseError(f"{who}: {answer['error']}")
+    return statistics.median(answer["times"])
+
+
+class _CaseError(Exception):
+    pass
+
+
+def _pairs(pair: _Pair, case: Case, n: int, settings: Settings, out: Outcome) -> list[float]:
+    """``n`` ABBA pairs of one case; returns the ratios HEAD / BASE, appends batch medians."""
+    calls = None
+    for worker in (pair.base, pair.head):  # warm-up (the class's prepare) and the skip rule
+        answer = worker.time(case, 1)
+        if "skip" in answer:
+            raise _Skip(answer["skip"])
+        first = _median_call(answer, worker.name, case)
+        if calls is None:
+            probe = _median_call(worker.time(case, 3), worker.name, case)
+            per_call = max(min(first, probe), 1e-7)
+            calls = max(1, min(settings.max_calls, math.ceil(settings.batch_seconds / per_call)))
+    ratios = []
+    for i in range(n):
+        order = (pair.base, pair.head) if i % 2 == 0 else (pair.head, pair.base)
+        got = {w.name: _median_call(w.time(case, calls), w.name, case) for w in order}
+        b, h = got[pair.base.name], got[pair.head.name]
+        out.base_times.append(b)
+        out.head_times.append(h)
+        ratios.append(h / b)
+    return ratios
+
+
+class _Skip(Exception):
+    pass
+
+
+def measure(
+    repo,
+    base: str,
+    head: str,
+    selected: list[Case],
+    *,
+    python: str,
+    workdir: Path,
+    settings: Settings = Settings(),
+    echo: Callable[[str], None] | None = None,
+) -> list[Outcome]:
+    """Both stages over ``selected``; one :class:`Outcome` per case."""
+    repo = Path(repo)
+    trees = [extract_tree(repo, c, workdir / "trees") for c in (base, head)]
+    log = workdir / "workers.log"
+    outcomes = {case: Outcome(case) for case in selected}
+    say = echo or (lambda line: None)
+
+    def stage(name: str, todo: list[Case], n: int, attr: str) -> None:
+        start = time.monotonic()
+        pair = _Pair(python, trees, repo, log, name)
+        try:
+            for k, case in enumerate(todo, 1):
+                out = outcomes[case]
+                try:
+                    setattr(out, attr, _pairs(pair, case, n, settings, out))
+                except _Skip as exc:
+                    out.skipped = str(exc)
+                except _CaseError as exc:
+                    out.error = str(exc)
+                if k % 10 == 0 or k == len(todo):
+                    say(f"paired {name}: {k}/{len(todo)} cases, {time.monotonic() - start:.0f} s")
+        finally:
+            pair.close()
+
+    say(f"paired: {len(selected)} cases, {settings.pairs[0]} pairs each (screen)")
+    stage("screen", selected, settings.pairs[0], "screen_ratios")
+    suspects = [
+        c
+        for c, o in outcomes.items()
+        if o.screen_ratios and statistics.median(o.screen_ratios) > settings.screen
+    ]
+    if suspects:
+        say(f"paired: {len(suspects)} suspects, {settings.pairs[1]} pairs each in new workers")
+        stage("confirm", suspects, settings.pairs[1], "confirm_ratios")
+    for case in suspects:
+        out = outcomes[case]
+        if out.error or out.skipped or not out.confirm_ratios:
+            continue
+        out.p_value = sign_test(out.confirm_ratios)
+        out.regressed = statistics.median(
+            out.confirm_ratios
+        ) > settings.threshold and out.p_value < settings.alpha / len(suspects)
+    return [outcomes[c] for c in selected]
+
+
+# ---- asv's store ------------------------------------------------------------------------------
+
+
+def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], side: str) -> int:
+    """Writes one commit's paired timings into asv's results (``STORE`` names), through
+    asv's own API, as ``asv run`` would: the value of a combination is the median of its
+    batch medians, the samples are the batch medians. Returns the combinations written."""
+    from asv import config as asv_config
+    from asv import environment
+    from asv import machine as asv_machine
+    from asv import repo as asv_repo
+    from asv import results as asv_results
+    from asv import runner as asv_runner
+
+    from lossbench.results import load_benchmarks
+
+    conf = asv_config.Config.load(conf_path)
+    benchmarks = load_benchmarks(conf.results_dir)
+    envs = list(environment.get_environments(conf, None, verbose=False))
+    if len(envs) != 1:
+        raise ToolError(
+            f"{conf_path}: the paired timings need one asv environment, not {len(envs)}"
+        )
+    env = envs[0]
+    params = dict(asv_machine.Machine.load(machine_name=machine, interactive=False).__dict__)
+    params["python"] = env.python
+    params.update(env.requirements)
+    date = asv_repo.get_repo(conf).get_date(commit)
+    res = asv_results.Results(
+        params, env.requirements, commit, date, env.python, env.name, env.env_vars
+    )
+    res.load_data(conf.results_dir)
+    by_name: dict[str, dict] = {}
+    for out in outcomes:
+        times = out.base_times if side == "base" else out.head_times
+        cls, method = out.case.bench.rsplit(".", 1)
+        if cls not in STORE or not times:
+            continue
+        by_name.setdefault(f"{STORE[cls]}.{method}", {})[out.case.params] = times
+    written = 0
+    for name, measured in by_name.items():
+        info = benchmarks.get(name)
+        if info is None:
+            raise ToolError(f"{name} is not in asv's benchmarks.json: the paired series need it")
+        combos = list(itertools.product(*info["params"]))
+        values = [statistics.median(measured[c]) if c in measured else math.nan for c in combos]
+        samples = [measured.get(c) for c in combos]
+        result = asv_runner.BenchmarkResult(
+            result=values,
+            samples=samples,
+            number=[1 if c in measured else None for c in combos],
+            errcode=0,
+            stderr="",
+            profile=None,
+        )
+        res.add_result(info, result, record_samples=True)
+        written += len(measured)
+    res.save(conf.results_dir)
+    return written
+
+
+def environment_python(conf_path: str) -> str:
+    """The interpreter of the config's (one) asv environment, where it exists; else this one."""
+    from asv import config as asv_config
+    from asv import environment
+
+    conf = asv_config.Config.load(conf_path)
+    for env in environment.get_environments(conf, None, verbose=False):
+        path = Path(env._path) / "bin" / "python"
+        if path.is_file():
+            return str(path)
+    return sys.executable

@@ -1,8 +1,8 @@
 """The regression gate's reading of asv results, its decision, its tables and exit codes.
 
 Everything here runs on synthetic asv result files written in asv 0.6's format (the same
-layout a real ``asv run`` writes; tests/test_gate_power.py runs the real thing), and on the
-injected changes of the detection study, checked against F.cross_entropy.
+layout a real ``asv run`` writes, read by asv's own reader; tests/test_gate_power.py runs
+the real thing). The paired timings' decision: tests/test_paired.py.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import softmaxloss
 from benchmarks import common
 from lossbench import gate, paired, results, torch_versions
-from lossbench import study as detection
 from lossbench.commands import build_parser
 from lossbench.commands import gate as gate_cmd
 from lossbench.errors import ToolError, UsageError
+from lossbench.study import GIT_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,9 +205,7 @@ def test_failures_skips_versions_and_selection(tmp_path):
     head_rows[peak] = ([9e8, 9e8], [IMPLS2], "v2", None)
     before, after = load_pair(tmp_path, base_rows, head_rows)
     report = gate.compare(before, after)
-    assert report.failures == [
-        "bench_instructions.InstructionsSoftmaxLoss.track_forward('torch')"
-    ]
+    assert report.failures == ["bench_instructions.InstructionsSoftmaxLoss.track_forward('torch')"]
     assert report.base_failures == [
         "bench_instructions.InstructionsSoftmaxLoss.track_forward('manual')"
     ]
@@ -247,8 +244,6 @@ def test_selection_follows_asv_and_splits_instruction_counts():
     assert selected == {"instr", "time", "mem"}
     assert {k for k, n in names.items() if re.search(once, n)} == {"instr", "mem"}
     assert {k for k, n in names.items() if re.search(timed, n)} == {"time"}
-    subset = detection.impl_subset(gate.GATE_BENCH, "manual")
-    assert re.search(subset, label) and not re.search(subset, label.replace("manual", "fused"))
 
 
 def test_tables_show_benchmark_parameters_metric_before_after_ratio(tmp_path):
@@ -348,7 +343,7 @@ def test_gate_with_unknown_base_is_one_line_exit_2():
 def test_bisect_refuses_good_not_ancestor_of_bad(tmp_path):
     repo = tmp_path / "r"
     repo.mkdir()
-    env = {**os.environ, **detection.GIT_ID}
+    env = {**os.environ, **GIT_ID}
     for cmd in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "1"]):
         subprocess.run(["git", *cmd], cwd=repo, env=env, check=True)
     subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "2"], cwd=repo, env=env)
@@ -359,146 +354,6 @@ def test_bisect_refuses_good_not_ancestor_of_bad(tmp_path):
     ]
     proc = _cli("bisect", "HEAD~1", "nope", "--bench", "x", "--repo", str(repo))
     assert proc.returncode == 2 and "BAD 'nope' is not a commit" in proc.stderr
-
-
-# ---- the detection study's injections -----------------------------------------------------
-
-
-class _CountingTorch:
-    """Stands in for the injected code's ``torch``: counts the rows softmax processes."""
-
-    def __init__(self):
-        self.rows = 0
-
-    def softmax(self, x, dim):
-        self.rows += x.shape[0]
-        return torch.softmax(x, dim)
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-
-def _inject(change: detection.Change, counter=None):
-    namespace = {"IMPLEMENTATIONS": {"manual": softmaxloss.IMPLEMENTATIONS["manual"]}}
-    exec(compile(change.code("manual"), change.name, "exec"), namespace)
-    if counter is not None:
-        namespace["_inj_torch"] = counter
-    return namespace["IMPLEMENTATIONS"]["manual"]
-
-
-def _loss_and_grad(fn, x, t, counter=None):
-    x = x.detach().clone().requires_grad_(True)
-    loss = fn(x, t)
-    forward_rows = counter.rows if counter else 0
-    loss.backward()
-    if counter is None:
-        return loss.detach(), x.grad
-    return loss.detach(), x.grad, forward_rows, counter.rows - forward_rows
-
-
-@pytest.mark.parametrize("kind", ["forward", "backward"])
-@pytest.mark.parametrize("factor", [1.05, 1.2, 3.0])
-def test_slowdown_injection_adds_softmax_rows_in_one_region_only(kind, factor):
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 30, generator=gen)
-    t = torch.randint(0, 30, (200,), generator=gen)
-    counter = _CountingTorch()
-    fn = _inject(detection.Change("c", kind, factor), counter)
-    loss, grad, fwd_rows, bwd_rows = _loss_and_grad(fn, x, t, counter)
-    ref_loss, ref_grad, _ = (*_f_reference(x, t), None)
-    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-6, atol=0)
-    torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-5, atol=1e-9)
-    cost = detection.COST_FORWARD if kind == "forward" else detection.COST_BACKWARD
-    work = round((factor - 1) / cost, 6) * 200  # rows of extra softmax: whole passes first
-    expected = 200 * int(work // 200) + round(work % 200)
-    assert abs(expected - (factor - 1) / cost * 200) <= 1
-    assert (fwd_rows, bwd_rows) == ((expected, 0) if kind == "forward" else (0, expected))
-
-
-def _f_reference(x, t):
-    x64 = x.double().requires_grad_(True)
-    loss = F.cross_entropy(x64, t)
-    loss.backward()
-    return loss.detach(), x64.grad
-
-
-@pytest.mark.parametrize("k", [2.0, 1000.0])
-def test_precision_injection_scales_the_gradient_by_k_eps(k):
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(64, 10, generator=gen)
-    t = torch.randint(0, 10, (64,), generator=gen)
-    loss, grad = _loss_and_grad(_inject(detection.Change("p", "precision", k)), x, t)
-    ref_loss, ref_grad = _f_reference(x, t)
-    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-6, atol=0)
-    eps = torch.finfo(torch.float32).eps
-    err = float((grad.double() - ref_grad).abs().max() / ref_grad.abs().max()) / eps
-    assert k - 2 <= err <= k + 2  # k eps injected, within the implementation's own ~1 eps
-
-
-def test_memory_injection_keeps_one_extra_buffer_until_backward():
-    gen = torch.Generator().manual_seed(2)
-    x = torch.randn(32, 8, generator=gen).requires_grad_(True)
-    t = torch.randint(0, 8, (32,), generator=gen)
-    fn = _inject(detection.Change("m", "memory"))
-    loss = fn(x, t)
-    (hook,) = loss._backward_hooks.values() if loss._backward_hooks else (None,)
-    assert hook is not None
-    extra = hook.__defaults__[0]
-    assert extra.shape == x.shape and extra.data_ptr() != x.data_ptr()
-    torch.testing.assert_close(extra, x.detach())
-    loss.backward()
-    torch.testing.assert_close(x.grad.double(), _f_reference(x.detach(), t)[1], rtol=1e-5, atol=0)
-
-
-def test_plan_and_table_from_rows():
-    changes = detection.plan(noops=2, factors=(1.1,), precision=(4.0,), memory=True)
-    assert [c.name for c in changes] == [
-        "noop-1",
-        "noop-2",
-        "forward-x1.1",
-        "backward-x1.1",
-        "precision-x4",
-        "memory-buffer",
-    ]
-
-    def row(run, change, kind, family, bench, size, ratio, regressed):
-        return {
-            "run": run,
-            "change": change,
-            "kind": kind,
-            "family": family,
-            "benchmark": bench,
-            "params": [],
-            "size": size,
-            "ratio": ratio,
-            "regressed": regressed,
-        }
-
-    rows = [
-        row(1, "noop-1", "noop", "time", "b.T.time_forward", "128x100", 1.3, True),
-        row(1, "noop-2", "noop", "time", "b.T.time_forward", "128x100", 1.0, False),
-        row(1, "noop-1", "noop", "instructions", "b.I.track_forward", "128x100", 1.0, False),
-        row(1, "forward-x1.1", "forward", "instructions", "b.I.track_forward", "1024x1000", 1.1, 1),
-        row(1, "forward-x1.1", "forward", "time", "b.T.time_forward", "1024x1000", 1.08, False),
-        row(2, "forward-x1.1", "forward", "time", "b.T.time_forward", "1024x1000", 1.2, True),
-    ]
-    lines = detection.table(rows, changes)
-    assert lines[0] == [
-        "injection",
-        "size",
-        "injected (measured)",
-        "instructions",
-        "time",
-        "memory",
-        "precision",
-        "gate (any)",
-    ]
-    assert lines[1] == ["no-op (2 commits)", "all", "-", "0/1", "1/2", "-", "-", "1/2"]
-    assert lines[2] == ["forward 1.1x", "1024x1000", "1.100", "1/1", "1/2", "-", "-", "2/2"]
-    spread = detection.same_code_spread(rows)
-    assert spread["time"]["max"] == 1.3 and spread["instructions"]["n"] == 1
-    text = detection.format_table(lines)
-    assert text.splitlines()[1].startswith("---")
 
 
 def test_threshold_arguments():
@@ -539,34 +394,3 @@ def test_torch_version_ratios_flag_only_regressions_measured_under_both():
         ("t", "a", 2.5, True),
         ("t", "b", 0.5, False),
     ]
-
-
-def test_add_runs_stopped_midway_keeps_the_whole_study(tmp_path, monkeypatch):
-    """--add-runs saves after every run it adds; a later failure must not leave phases.json
-    without the changes it did not re-measure (no-ops, precision, memory)."""
-    from lossbench import config, runner
-    from lossbench.commands import main
-
-    changes = detection.plan(noops=1, factors=(1.1,), precision=(4.0,), memory=True)
-    commits = {"base": "0" * 40, **{c.name: f"{i:040d}" for i, c in enumerate(changes, 1)}}
-    first = [{"run": 1, "phase": "injections", "dir": "d1", "changes": [c.name for c in changes]}]
-    detection.save_measured(str(tmp_path), commits, changes, first)
-    asked = []
-
-    def fake_asv(args, repo, log_path, on_line=None, env=None):
-        asked.append(list(args))
-        runs = [a for a in args if a.startswith("HASHFILE:")]
-        if runs and "run3-" in runs[0]:
-            return 1  # the second added run fails
-        return 0
-
-    monkeypatch.setattr(runner, "run_asv", fake_asv)
-    monkeypatch.setattr(runner, "ensure_machine", lambda *a, **k: None)
-    monkeypatch.setattr(config, "results_dir", lambda conf: str(tmp_path / "results"))
-    monkeypatch.setattr(detection, "_snapshot", lambda *a: None)
-    assert main(["detection-power", "--workdir", str(tmp_path), "--add-runs", "2"]) == 3
-    commits2, changes2, phases2 = detection.load_measured(str(tmp_path))
-    assert commits2 == commits and changes2 == changes
-    assert [(p["run"], p["phase"]) for p in phases2] == [(1, "injections"), (2, "injections")]
-    timed = {c.name for c in changes if c.kind in ("forward", "backward")}
-    assert set(phases2[1]["changes"]) == timed  # only the slowdowns were timed again

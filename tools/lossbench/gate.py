@@ -251,6 +251,7 @@ class GateRun:
     report: Report
     seconds: float
     asv_exit: int
+    outcomes: list[paired.Outcome] = field(default_factory=list)
 
 
 def run(
@@ -265,9 +266,11 @@ def run(
     log_path: str | None = None,
     echo=None,
     settings: paired.Settings | None = None,
+    extra_env: dict | None = None,
 ) -> GateRun:
     """Runs asv on BASE and HEAD (the deterministic families, once per commit), then the
-    paired timings, stores them in asv's results and applies the thresholds."""
+    paired timings, stores them in asv's results and applies the thresholds. ``extra_env``:
+    more environment for asv's run (e.g. ``SOFTMAXLOSS_INSTRUCTION_IMPLS``)."""
     start = time.monotonic()
     base = runner.resolve(repo, base_rev, "BASE")
     head = runner.resolve(repo, head_rev, "HEAD")
@@ -287,7 +290,8 @@ def run(
     args = ["run", "--config", conf, "--machine", machine, "--show-stderr"]
     args += ["--launch-method", launch_method] if launch_method else []
     args += ["--skip-existing-successful", "-b", once, f"HASHFILE:{hashfile}"]
-    rc = runner.run_asv(args, repo=repo, log_path=log_path, on_line=progress_echo(echo))
+    env = {**os.environ, **(extra_env or {})}
+    rc = runner.run_asv(args, repo=repo, log_path=log_path, on_line=progress_echo(echo), env=env)
     if rc not in (0, 2):
         raise ToolError(f"asv run exited {rc}; see {log_path}")
     cases = paired.cases(results.load_benchmarks(results_dir), timed)
@@ -310,7 +314,7 @@ def run(
         raise ToolError(f"{exc}; see {log_path}") from None
     report = compare(before, after, thresholds, once)
     add_paired(report, outcomes, settings)
-    return GateRun(base, head, report, time.monotonic() - start, rc)
+    return GateRun(base, head, report, time.monotonic() - start, rc, outcomes)
 
 
 def summary_lines(report: Report, thresholds: dict | None = None) -> list[str]:

@@ -1,30 +1,18 @@
-"""Detection power of the gate: injected regressions and no-ops on a scratch history.
+"""The gate's detection power: known regressions and no-ops, each judged by the real gate.
 
-``python -m lossbench detection-power`` clones the repository at HEAD into a work
-directory and commits, each on its own branch off HEAD (the base):
+``python -m lossbench detection-power`` (``make detection-power``) clones the repository at
+HEAD into a work folder and commits, each on its own branch off HEAD (the base), the
+no-ops and the injections of :mod:`lossbench.injections` (Python and C++). Then, run after
+run, it runs the gate itself (:func:`lossbench.gate.run`) on base vs each commit: the
+deterministic families measured once per commit (asv skips what it has), the paired
+timings afresh every run. No-ops are gated on the gate's whole selection, injections on
+their implementation's benchmarks. Every comparison's rows are saved as soon as it ends
+(``study.json``, replaced atomically), so a study stopped at any point goes on where it
+stopped when run again with the same ``--workdir`` (more ``--runs`` add runs).
 
-* no-ops (a README line);
-* in ONE implementation (``manual`` by default), slowdowns of a nominal factor in the
-  forward only and in the backward only: an extra ``torch.softmax`` over a fraction of the
-  rows (whole passes first), in the forward call or in a hook that runs at the start of the
-  backward; the fraction is ``(factor - 1) / c`` with ``c`` the cost of a softmax element
-  relative to the implementation's own forward (1.11) or backward (1.16) element,
-  measured with callgrind for ``manual`` at 1024x1000;
-* precision losses: the gradient scaled by ``1 + k * eps`` (a tensor hook on the logits),
-  so its normwise error grows by ~k eps;
-* memory: one extra logits-sized buffer (a written copy) alive through forward+backward.
-
-Injected code is appended to the clone's ``softmaxloss/__init__.py``, replacing the registry
-entry with a wrapper. The factor actually injected is measured: the instruction-count
-ratio of the injected region (deterministic), per size.
-
-Measurement: per run, ONE asv invocation of the timings for base + no-ops (the gate's whole
-selection) and ONE for base + injections (only the injected implementation's benchmarks),
-each with its commits in interleaved rounds, as the gate runs them; instruction counts,
-precision and memory are properties of a commit, measured in the first run only (one more
-invocation per phase, as in the gate). Every result file is
-kept per run and phase; the gate's decision (:func:`lossbench.gate.compare`) is
-applied to base vs each commit.
+Each injection's native time factor is measured apart, by the paired timings with more
+pairs (``FACTOR_PAIRS`` in ``FACTOR_TRIALS`` fresh worker pairs) on the cases it targets:
+the study's table is indexed by that factor and by the instruction counts' factor.
 """
 
 from __future__ import annotations
@@ -32,144 +20,47 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import statistics
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 
-from lossbench import config, gate, results, runner
-from lossbench.errors import ToolError, UsageError
+from lossbench import config, gate, paired, results, runner
+from lossbench.errors import UsageError
+from lossbench.injections import CATALOGUE, Injection, noops
 
-FACTORS = (1.05, 1.1, 1.2, 1.5, 2.0, 3.0)
-PRECISION_LOSSES = (2.0, 4.0, 1000.0)
-# Cost of one softmax element relative to one element of manual's forward / backward
-# (callgrind, 1024x1000, manual's C++ lean path: softmax over 10% of the rows, 0.882M
-# instructions, against 7.95M for the forward and 7.58M for the backward; the Python
-# Functions before it gave 0.80 and 0.94).
-COST_FORWARD = 1.11
-COST_BACKWARD = 1.16
 GIT_ID = {
     "GIT_AUTHOR_NAME": "detection-power",
     "GIT_AUTHOR_EMAIL": "detection-power@example.invalid",
     "GIT_COMMITTER_NAME": "detection-power",
     "GIT_COMMITTER_EMAIL": "detection-power@example.invalid",
 }
-
-_EXTRA_PASS = '''
-import torch as _inj_torch
-
-_inj_orig = IMPLEMENTATIONS[{impl!r}]
-
-
-def _inj_extra_pass(x, fraction):
-    """An extra softmax over ``fraction`` of the rows (whole passes first)."""
-    rows = x.shape[0]
-    work = fraction * rows
-    with _inj_torch.no_grad():
-        for _ in range(int(work // rows)):
-            _inj_torch.softmax(x, 1)
-        k = round(work % rows)
-        if k:
-            _inj_torch.softmax(x[:k], 1)
-'''
-
-_TEMPLATES = {
-    "forward": _EXTRA_PASS
-    + """
-
-def _inj_impl(logits, target):
-    _inj_extra_pass(logits.detach(), {fraction!r})
-    return _inj_orig(logits, target)
+MACHINE = "detection"
+FACTOR_PAIRS = 16
+FACTOR_TRIALS = 3
+FAMILIES = gate.FAMILIES
 
 
-IMPLEMENTATIONS[{impl!r}] = _inj_impl
-""",
-    "backward": _EXTRA_PASS
-    + """
-
-def _inj_impl(logits, target):
-    loss = _inj_orig(logits, target)
-    if loss.requires_grad:
-        x = logits.detach()
-        loss.register_hook(lambda grad: _inj_extra_pass(x, {fraction!r}))
-    return loss
+def _git(repo, *args: str) -> str:
+    return runner.git(repo, *args, env={**os.environ, **GIT_ID})
 
 
-IMPLEMENTATIONS[{impl!r}] = _inj_impl
-""",
-    "precision": """
-import torch as _inj_torch
-
-_inj_orig = IMPLEMENTATIONS[{impl!r}]
-
-
-def _inj_impl(logits, target):
-    if logits.requires_grad:
-        scale = 1 + {k!r} * _inj_torch.finfo(logits.dtype).eps
-        logits.register_hook(lambda grad: grad * scale)
-    return _inj_orig(logits, target)
-
-
-IMPLEMENTATIONS[{impl!r}] = _inj_impl
-""",
-    "memory": """
-_inj_orig = IMPLEMENTATIONS[{impl!r}]
-
-
-def _inj_impl(logits, target):
-    extra = logits.detach().clone()  # one more logits-sized buffer, written (resident)
-    loss = _inj_orig(logits, target)
-    if loss.requires_grad:
-        loss.register_hook(lambda grad, extra=extra: None)  # alive until backward is done
-    return loss
-
-
-IMPLEMENTATIONS[{impl!r}] = _inj_impl
-""",
-}
-
-
-@dataclass(frozen=True)
-class Change:
-    name: str
-    kind: str  # noop, forward, backward, precision, memory
-    nominal: float | None = None
-
-    def code(self, impl: str) -> str | None:
-        if self.kind == "noop":
-            return None
-        if self.kind in ("forward", "backward"):
-            cost = COST_FORWARD if self.kind == "forward" else COST_BACKWARD
-            fraction = round((self.nominal - 1) / cost, 6)
-            return _TEMPLATES[self.kind].format(impl=impl, fraction=fraction)
-        if self.kind == "precision":
-            return _TEMPLATES["precision"].format(impl=impl, k=float(self.nominal))
-        return _TEMPLATES["memory"].format(impl=impl)
-
-    @property
-    def label(self) -> str:
-        if self.kind == "noop":
-            return "no-op"
-        if self.kind == "memory":
-            return "memory: +1 logits buffer"
-        if self.kind == "precision":
-            return f"precision: grad error +{self.nominal:g} eps"
-        return f"{self.kind} {self.nominal:g}x"
-
-
-def plan(
-    noops: int = 5,
-    factors=FACTORS,
-    precision=PRECISION_LOSSES,
-    memory: bool = True,
-    regions=("forward", "backward"),
-) -> list[Change]:
-    changes = [Change(f"noop-{i + 1}", "noop") for i in range(noops)]
-    for factor in factors:
-        changes += [Change(f"{r}-x{factor:g}", r, float(factor)) for r in regions]
-    changes += [Change(f"precision-x{k:g}", "precision", float(k)) for k in precision]
-    if memory:
-        changes.append(Change("memory-buffer", "memory", None))
-    return changes
+def build_history(source, clone: Path, plan: list[Injection]) -> dict[str, str]:
+    """Clones ``source`` at HEAD into ``clone``; one commit per change, each off the base.
+    Returns ``{"base": hash, name: hash, ...}``."""
+    head = runner.resolve(source, "HEAD")
+    _git(Path(clone).parent, "clone", "--quiet", "--no-local", str(source), str(clone))
+    _git(clone, "checkout", "--quiet", "-B", "detection-base", head)
+    commits = {"base": head}
+    for change in plan:
+        _git(clone, "checkout", "--quiet", "-B", change.name, head)
+        change.apply(Path(clone))
+        _git(clone, "add", "-A")
+        _git(clone, "commit", "--quiet", "-m", f"detection-power: {change.label}")
+        commits[change.name] = _git(clone, "rev-parse", "HEAD")
+    _git(clone, "checkout", "--quiet", "detection-base")
+    return commits
 
 
 def impl_subset(pattern: str, impl: str) -> str:
@@ -177,345 +68,269 @@ def impl_subset(pattern: str, impl: str) -> str:
     return rf"^(?=.*\('{re.escape(impl)}', )(?:{pattern})"
 
 
-# ---- building the scratch history -------------------------------------------------------
+def selection(change: Injection, pattern: str) -> str:
+    if change.kind == "noop":
+        return pattern
+    subset = impl_subset(pattern, change.impl)
+    return f"{subset}|{change.extra_bench}" if change.extra_bench else subset
 
 
-def _git(repo: str, *args: str) -> str:
-    return runner.git(repo, *args, env={**os.environ, **GIT_ID})
+# ---- the study's record ---------------------------------------------------------------------
 
 
-def build_history(source: str, dest: str, changes: list[Change], impl: str) -> dict[str, str]:
-    """Clones ``source`` at HEAD into ``dest``; one commit per change, each off the base.
+class Study:
+    """``study.json`` in the work folder: the plan, the commits, every comparison done."""
 
-    Returns ``{"base": hash, change.name: hash, ...}``.
-    """
-    head = runner.resolve(source, "HEAD")
-    _git(os.path.dirname(dest) or ".", "clone", "--quiet", "--no-local", source, dest)
-    _git(dest, "checkout", "--quiet", "-B", "detection-base", head)
-    commits = {"base": head}
-    for change in changes:
-        _git(dest, "checkout", "--quiet", "-B", change.name, head)
-        code = change.code(impl)
-        if code is None:
-            with open(os.path.join(dest, "README.md"), "a") as f:
-                f.write(f"\n<!-- {change.name}: no change to the package -->\n")
-        else:
-            with open(os.path.join(dest, "softmaxloss", "__init__.py"), "a") as f:
-                f.write(f"\n\n# ---- detection-power study: {change.label} ----\n{code}")
-        _git(dest, "commit", "--quiet", "-am", f"detection-power: {change.label}")
-        commits[change.name] = _git(dest, "rev-parse", "HEAD")
-    _git(dest, "checkout", "--quiet", "detection-base")
-    return commits
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.path = self.workdir / "study.json"
+        self.clone = self.workdir / "repo"
 
+    def exists(self) -> bool:
+        return self.path.is_file()
 
-# ---- measuring ------------------------------------------------------------------------------
+    def load(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except OSError as exc:
+            raise UsageError(f"no study in {self.workdir} ({exc.strerror})") from None
+
+    def save(self, data: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.path)  # a study stopped mid-write keeps its last whole state
 
 
-@dataclass
-class Settings:
-    impl: str = "manual"
-    runs: int = 5  # timing runs of the forward/backward injections
-    noop_runs: int = 1  # runs of base + no-ops (full selection)
-    pattern: str = gate.GATE_BENCH
-    machine: str = "detection"
-    launch_method: str | None = None
+def plan_of(data: dict) -> list[Injection]:
+    return [Injection(**c) for c in data["plan"]]
 
 
-def _snapshot(results_dir: str, machine: str, dest: str) -> None:
-    """Moves this invocation's result files to ``dest`` (keeps benchmarks.json there too)."""
-    os.makedirs(os.path.join(dest, machine), exist_ok=True)
-    shutil.copy2(os.path.join(results_dir, "benchmarks.json"), dest)
-    folder = os.path.join(results_dir, machine)
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if name == "machine.json":
-            shutil.copy2(path, os.path.join(dest, machine, name))
-        elif name.endswith(".json"):
-            shutil.move(path, os.path.join(dest, machine, name))
+def start(source, workdir: Path, n_noops: int, names: list[str]) -> dict:
+    unknown = [n for n in names if n not in CATALOGUE]
+    if unknown:
+        raise UsageError(f"unknown injections {unknown}; known: {', '.join(CATALOGUE)}")
+    study = Study(workdir)
+    if study.exists() or study.clone.exists():
+        raise UsageError(f"{workdir} already holds a study: give a new --workdir")
+    plan = noops(n_noops) + [CATALOGUE[n] for n in names]
+    study.workdir.mkdir(parents=True, exist_ok=True)
+    commits = build_history(source, study.clone, plan)
+    data = {"plan": [asdict(c) for c in plan], "commits": commits, "runs": [], "factors": {}}
+    study.save(data)
+    return data
 
 
-def measure(
-    repo: str,
-    workdir: str,
-    commits: dict[str, str],
-    changes: list[Change],
-    settings: Settings,
-    echo=None,
-    first_run: int = 1,
-    earlier: list[dict] | None = None,
-) -> list[dict]:
-    """Runs asv per run and phase; returns every phase measured (where its results lie).
+def _outcome_record(out: paired.Outcome) -> dict:
+    return {
+        "label": out.case.label,
+        "skipped": out.skipped,
+        "error": out.error,
+        "screen": out.screen_ratios,
+        "confirm": out.confirm_ratios,
+        "p": out.p_value,
+        "regressed": out.regressed,
+    }
 
-    ``first_run`` > 1 adds timing runs to a study measured before (``earlier``: its phases).
-    """
-    home = os.path.join(workdir, "home")
-    os.makedirs(home, exist_ok=True)
-    env = {**os.environ, "HOME": home}
-    log = os.path.join(workdir, "asv.log")
-    conf = os.path.join(repo, "asv.conf.json")
-    results_dir = config.results_dir(conf)
-    runner.ensure_machine(settings.machine, log_path=log, env=env)
-    once_part, timed_part = gate.split_selection(settings.pattern)
-    subset = impl_subset(settings.pattern, settings.impl)
-    once_subset, timed_subset = gate.split_selection(subset)
-    common = ["--config", conf, "--machine", settings.machine, "--show-stderr"]
-    if settings.launch_method:
-        common += ["--launch-method", settings.launch_method]
-    noops = [c for c in changes if c.kind == "noop"]
-    timed = [c for c in changes if c.kind in ("forward", "backward")]
-    once = [c for c in changes if c.kind in ("precision", "memory")]
-    phases = list(earlier or [])
-    for run in range(first_run, max(settings.runs, settings.noop_runs) + 1):
-        jobs = []
-        if run <= settings.noop_runs and noops:
-            jobs.append(("noops", noops, once_part if run == 1 else None, timed_part, {}))
-        injected = timed + (once if run == 1 else [])
-        if run <= settings.runs and injected:
-            first = once_subset if run == 1 else None
-            only = {"SOFTMAXLOSS_INSTRUCTION_IMPLS": settings.impl}
-            jobs.append(("injections", injected, first, timed_subset, only))
-        for phase, members, first, rest, extra_env in jobs:
-            hashes = [commits["base"]] + [commits[c.name] for c in members]
-            hashfile = runner.write_hashfile(
-                os.path.join(workdir, f"run{run}-{phase}.commits"), hashes
+
+def run(
+    workdir: Path,
+    runs: int,
+    pattern: str = gate.GATE_BENCH,
+    settings: paired.Settings | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Runs every comparison not done yet, up to ``runs`` runs; then the native factors."""
+    study = Study(workdir)
+    data = study.load()
+    clone = study.clone
+    base = data["commits"]["base"]
+    done = {(r["run"], r["change"]) for r in data["runs"]}
+    env = {"HOME": str(study.workdir / "home")}
+    Path(env["HOME"]).mkdir(exist_ok=True)
+    os.environ.update(env)  # asv's machine file of the study's own
+    for run_no in range(1, runs + 1):
+        for change in plan_of(data):
+            if (run_no, change.name) in done:
+                continue
+            echo(f"detection-power: run {run_no}, {change.name}")
+            started = time.monotonic()
+            gated = gate.run(
+                str(clone),
+                base,
+                data["commits"][change.name],
+                machine=MACHINE,
+                pattern=selection(change, pattern),
+                settings=settings,
+                echo=echo,
+                extra_env={"SOFTMAXLOSS_INSTRUCTION_IMPLS": change.impl}
+                if change.kind != "noop"
+                else None,
             )
-            if echo:
-                echo(f"detection-power: run {run}, {phase}: {len(hashes)} commits")
-            invocations = []
-            if first:  # instruction counts, memory, precision: first run only
-                invocations.append(["run", *common, "-b", first, f"HASHFILE:{hashfile}"])
-            invocations.append(
-                ["run", *common, "--record-samples", "--interleave-rounds", "-b", rest]
-                + [f"HASHFILE:{hashfile}"]
+            data["runs"].append(
+                {
+                    "run": run_no,
+                    "change": change.name,
+                    "seconds": time.monotonic() - started,
+                    "rows": [asdict(r) for r in gated.report.rows],
+                    "failures": gated.report.failures,
+                    "paired": [_outcome_record(o) for o in gated.outcomes],
+                }
             )
-            for args in invocations:
-                rc = runner.run_asv(
-                    args,
-                    repo=repo,
-                    log_path=log,
-                    on_line=gate.progress_echo(echo),
-                    env={**env, **extra_env},
-                )
-                if rc not in (0, 2):
-                    raise ToolError(f"asv run exited {rc}; see {log}")
-            dest = os.path.join(workdir, "results", f"run{run}-{phase}")
-            _snapshot(results_dir, settings.machine, dest)
-            phases.append(
-                {"run": run, "phase": phase, "dir": dest, "changes": [c.name for c in members]}
-            )
-        # after every run: a study stopped later keeps its finished runs (--evaluate reads
-        # them, --add-runs goes on from them)
-        save_measured(workdir, commits, changes, phases)
-    return phases
+            study.save(data)
+    measure_factors(study, data, echo)
+    return data
 
 
-def save_measured(workdir: str, commits: dict, changes: list[Change], phases: list[dict]):
-    with open(os.path.join(workdir, "phases.json"), "w") as f:
-        json.dump(
-            {"commits": commits, "phases": phases, "changes": [asdict(c) for c in changes]},
-            f,
-            indent=1,
+def measure_factors(study: Study, data: dict, echo) -> None:
+    """Each injection's native time factor on its target cases: the paired timings'
+    median ratio over ``FACTOR_TRIALS`` fresh worker pairs of ``FACTOR_PAIRS`` pairs."""
+    conf = str(study.clone / "asv.conf.json")
+    benchmarks = results.load_benchmarks(config.results_dir(conf))
+    python = paired.environment_python(conf)
+    settings = paired.Settings(pairs=(FACTOR_PAIRS, 0), screen=float("inf"))
+    for change in plan_of(data):
+        if change.kind == "noop" or change.name in data["factors"] or not change.methods:
+            continue
+        methods = "|".join(m for m in change.methods if m.startswith("time_"))
+        sizes = "|".join(change.sizes)
+        if not methods:
+            continue
+        pattern = (
+            rf"^bench_time\.TimeSoftmaxLoss\.({methods})"
+            rf"\('{change.impl}', '({sizes})', 'float32', 'cpu'\)"
         )
+        cases = paired.cases(benchmarks, pattern)
+        echo(f"detection-power: native factor of {change.name}: {len(cases)} cases")
+        trials = []
+        for _ in range(FACTOR_TRIALS):
+            trials.append(
+                paired.measure(
+                    study.clone,
+                    data["commits"]["base"],
+                    data["commits"][change.name],
+                    cases,
+                    python=python,
+                    workdir=study.workdir / "factors",
+                    settings=settings,
+                )
+            )
+        data["factors"][change.name] = {
+            c.label: [statistics.median(t[i].screen_ratios) for t in trials if t[i].screen_ratios]
+            for i, c in enumerate(cases)
+        }
+        study.save(data)
 
 
-def load_measured(workdir: str):
-    """``(commits, changes, phases)`` of a study measured earlier in ``workdir``."""
-    path = os.path.join(workdir, "phases.json")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise UsageError(f"no measured study in {workdir} ({exc.strerror})") from None
-    return data["commits"], [Change(**c) for c in data["changes"]], data["phases"]
+# ---- the table -------------------------------------------------------------------------------
 
 
-# ---- evaluating -----------------------------------------------------------------------------
-
-
-def _size(params: tuple[str, ...]) -> str:
+def _size(params) -> str:
     return params[1].strip("'") if len(params) > 1 else ""
 
 
-def evaluate(
-    phases: list[dict],
-    commits: dict[str, str],
-    changes: list[Change],
-    machine: str,
-    thresholds: dict | None = None,
-) -> list[dict]:
-    """Every compared row: run, change, family, benchmark, params, ratio, regressed."""
-    by_name = {c.name: c for c in changes}
-    rows = []
-    for phase in phases:
-        base = results.load_commit(phase["dir"], machine, commits["base"])
-        for name in phase["changes"]:
-            after = results.load_commit(phase["dir"], machine, commits[name])
-            report = gate.compare(base, after, thresholds)
-            for r in report.rows:
-                rows.append(
-                    {
-                        "run": phase["run"],
-                        "change": name,
-                        "kind": by_name[name].kind,
-                        "family": r.family,
-                        "benchmark": r.benchmark,
-                        "params": list(r.params),
-                        "size": _size(r.params),
-                        "ratio": r.ratio,
-                        "threshold": r.threshold,
-                        "regressed": r.regressed,
-                    }
+def _method(benchmark: str) -> str:
+    return benchmark.rsplit(".", 1)[-1]
+
+
+def evaluate(data: dict, thresholds: dict | None = None) -> list[dict]:
+    """Every compared row of every run, re-decided at ``thresholds`` (the deterministic
+    families by ratio; the paired timings by their stored confirm ratios and p-values)."""
+    limits = {**gate.DEFAULT_THRESHOLDS, **(thresholds or {})}
+    kinds = {c.name: c.kind for c in plan_of(data)}
+    out = []
+    for record in data["runs"]:
+        suspects = [p for p in record["paired"] if p["confirm"]]
+        for row in record["rows"]:
+            regressed = row["ratio"] > limits.get(row["family"], limits["other"])
+            if row["family"] == "time":
+                label = f"{row['benchmark']}({', '.join(row['params'])})"
+                match = next((p for p in record["paired"] if p["label"] == label), None)
+                regressed = bool(
+                    match
+                    and match["confirm"]
+                    and statistics.median(match["confirm"]) > limits["time"]
+                    and match["p"] < paired.Settings.alpha / max(1, len(suspects))
                 )
-            for failed in report.failures:
-                rows.append(
-                    {
-                        "run": phase["run"],
-                        "change": name,
-                        "kind": by_name[name].kind,
-                        "family": "failed",
-                        "benchmark": failed.benchmark,
-                        "params": list(failed.params),
-                        "size": _size(failed.params),
-                        "ratio": None,
-                        "threshold": None,
-                        "regressed": True,
-                    }
-                )
-    return rows
+            out.append(
+                {
+                    "run": record["run"],
+                    "change": record["change"],
+                    "kind": kinds[record["change"]],
+                    "family": row["family"],
+                    "method": _method(row["benchmark"]),
+                    "size": _size(row["params"]),
+                    "params": row["params"],
+                    "ratio": row["ratio"],
+                    "regressed": regressed,
+                }
+            )
+        for label in record["failures"]:
+            out.append(
+                {
+                    "run": record["run"],
+                    "change": record["change"],
+                    "kind": kinds[record["change"]],
+                    "family": "failed",
+                    "method": "",
+                    "size": "",
+                    "params": [label],
+                    "ratio": None,
+                    "regressed": True,
+                }
+            )
+    return out
 
 
-_REGION_BENCH = {
-    "forward": "track_forward",
-    "backward": "track_backward",
-}
-
-
-def _injected_factor(change: Change, rows: list[dict]) -> str:
-    """The factor actually injected at one size, measured (see module docstring)."""
-
-    def ratios(pred):
-        return [r["ratio"] for r in rows if r["ratio"] is not None and pred(r)]
-
-    if change.kind in _REGION_BENCH:
-        name = _REGION_BENCH[change.kind]
-        found = ratios(lambda r: r["family"] == "instructions" and r["benchmark"].endswith(name))
-        if found:
-            return f"{statistics.median(found):.3f}"
-        region = f"time_{change.kind}"
-        found = ratios(lambda r: r["family"] == "time" and r["benchmark"].endswith(region))
-        return f"~{statistics.median(found):.2f} (time)" if found else "-"
-    if change.kind == "precision":
-        found = ratios(lambda r: r["benchmark"].endswith("track_grad_error"))
-        return f"{max(found):.3g} (grad error, max)" if found else "-"
-    if change.kind == "memory":
-        found = ratios(lambda r: r["benchmark"].endswith("track_extra_bytes"))
-        return f"{max(found):.3f} (extra bytes)" if found else "-"
-    found = ratios(lambda r: r["family"] == "instructions")
-    return f"{max(found):.4f} (max)" if found else "-"
-
-
-ONCE = ("instructions", "memory", "precision")  # measured in the first run only
-
-
-def _caught(rows: list[dict], family: str | None) -> str:
-    """``k/n``: runs (x commits) with a regression of ``family`` / runs that compared it.
-
-    ``family=None``: the gate's verdict over every family. The families measured in the
-    first run only are properties of the commit: their verdict holds in every run.
-    """
-    sel = [r for r in rows if family is None or r["family"] == family]
-    keys = {(r["run"], r["change"]) for r in sel}
-    if not keys:
+def _caught(rows: list[dict]) -> str:
+    """``k/n``: runs with a regression among ``rows`` / runs that compared any of them."""
+    runs = {(r["run"], r["change"]) for r in rows}
+    if not runs:
         return "-"
-    hit = {(r["run"], r["change"]) for r in sel if r["regressed"]}
-    if family is None:
-        fixed = {r["change"] for r in sel if r["regressed"] and r["family"] in ONCE}
-        hit |= {k for k in keys if k[1] in fixed}
-    return f"{len(hit)}/{len(keys)}"
+    hit = {(r["run"], r["change"]) for r in rows if r["regressed"]}
+    return f"{len(hit)}/{len(runs)}"
 
 
-TABLE_FAMILIES = ("instructions", "time", "memory", "precision")
+def _median(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.median(values):.3f}" if values else "-"
 
 
-# The families whose parameter combinations show an injection of each kind.
-_RELEVANT = {
-    "forward": ("instructions", "time"),
-    "backward": ("instructions", "time"),
-    "precision": ("precision",),
-    "memory": ("memory",),
-}
-
-
-def table(rows: list[dict], changes: list[Change]) -> list[list[str]]:
-    """One line per injection and size (the sizes of the families its kind shows in: time
-    and instructions for a slowdown, the precision cases, the memory sizes); one line for
-    the no-ops. Cells: runs that caught it / runs that measured it, per family at that
-    size, then the gate's verdict over every benchmark of the commit ("any")."""
-    head = ["injection", "size", "injected (measured)", *TABLE_FAMILIES, "gate (any)"]
-    out = [head]
-    noop_rows = [r for r in rows if r["kind"] == "noop"]
-    if noop_rows:
-        n = len({r["change"] for r in noop_rows})
-        cells = [_caught(noop_rows, f) for f in TABLE_FAMILIES]
-        out.append([f"no-op ({n} commits)", "all", "-", *cells, _caught(noop_rows, None)])
-    for change in changes:
+def table(data: dict, rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """One line for the no-ops; one per injection and target size: its native time factor
+    (paired, median over trials and methods), its instruction factor, and per family the
+    runs that caught it at that size / the runs; then the gate's verdict on the commit."""
+    header = ["change", "size", "native time", "instructions", *FAMILIES, "gate (any)"]
+    lines = []
+    noop = [r for r in rows if r["kind"] == "noop"]
+    if noop:
+        n = len({r["change"] for r in noop})
+        cells = [_caught([r for r in noop if r["family"] == f]) for f in FAMILIES]
+        lines.append([f"no-op ({n} commits)", "all", "-", "-", *cells, _caught(noop)])
+    for change in plan_of(data):
         if change.kind == "noop":
             continue
         mine = [r for r in rows if r["change"] == change.name]
-        relevant = _RELEVANT[change.kind]
-        sizes = {r["size"] for r in mine if r["family"] in relevant}
-        verdict = _caught(mine, None)
-        for size in sorted(sizes, key=_size_order):
-            at = [r for r in mine if r["size"] == size]
-            cells = [_caught(at, f) for f in TABLE_FAMILIES]
-            out.append([change.label, size, _injected_factor(change, at), *cells, verdict])
-    return out
-
-
-def _size_order(size: str):
-    m = re.fullmatch(r"(\d+)x(\d+)", size)
-    return (0, int(m.group(1)) * int(m.group(2))) if m else (1, size)
+        factors = data["factors"].get(change.name, {})
+        for size in change.sizes:
+            at = [r for r in mine if r["size"] == size and r["method"] in change.methods]
+            native = [v for label, vs in factors.items() if f"'{size}'" in label for v in vs]
+            instr = [r["ratio"] for r in at if r["family"] == "instructions" and r["run"] == 1]
+            cells = [_caught([r for r in at if r["family"] == f]) for f in FAMILIES]
+            lines.append(
+                [change.label, size, _median(native), _median(instr), *cells, _caught(mine)]
+            )
+    return header, lines
 
 
 def same_code_spread(rows: list[dict]) -> dict[str, dict]:
-    """Per family, over the no-ops: max ratio, 99th percentile, and max of max(r, 1/r)."""
+    """Per family, over the no-ops: comparisons, largest ratio, its 99th percentile."""
     out = {}
-    for fam in (*TABLE_FAMILIES, "other"):
-        xs = [r["ratio"] for r in rows if r["kind"] == "noop" and r["family"] == fam]
-        if not xs:
-            continue
-        sym = sorted(max(x, 1 / x) for x in xs if x > 0)
-        ups = sorted(xs)
-        out[fam] = {
-            "n": len(xs),
-            "max": ups[-1],
-            "p99": ups[min(len(ups) - 1, int(0.99 * len(ups)))],
-            "max_sym": sym[-1],
-        }
+    for fam in FAMILIES:
+        xs = sorted(r["ratio"] for r in rows if r["kind"] == "noop" and r["family"] == fam)
+        if xs:
+            out[fam] = {
+                "n": len(xs),
+                "max": xs[-1],
+                "p99": xs[min(len(xs) - 1, int(0.99 * len(xs)))],
+            }
     return out
-
-
-def format_table(lines: list[list[str]], markdown: bool = False) -> str:
-    if markdown:
-        md = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
-        md += ["| " + " | ".join(line) + " |" for line in lines[1:]]
-        return "\n".join(md)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(t.rstrip() for t in text)
-
-
-def save(workdir: str, rows: list[dict], changes: list[Change], settings: Settings) -> str:
-    path = os.path.join(workdir, "detection.json")
-    with open(path, "w") as f:
-        json.dump(
-            {
-                "settings": asdict(settings),
-                "changes": [asdict(c) for c in changes],
-                "rows": rows,
-            },
-            f,
-            indent=1,
-        )
-    return path

@@ -1,0 +1,172 @@
+"""The detection study (``lossbench.study``) without measuring: the scratch history it
+commits, a study stopped midway going on where it stopped, and its table re-decided at other
+thresholds. The real thing runs in tests/test_gate_power.py (slow) and ``make
+detection-power``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lossbench import gate, study
+from lossbench.injections import CATALOGUE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _changed(clone, commit):
+    out = subprocess.run(
+        ["git", "diff", "--name-only", "detection-base", commit],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted(out.stdout.split())
+
+
+def test_the_scratch_history_changes_one_thing_per_commit(tmp_path):
+    data = study.start(ROOT, tmp_path / "w", 1, ["py-precision-x4", "cpp-serial"])
+    clone = tmp_path / "w" / "repo"
+    commits = data["commits"]
+    assert _changed(clone, commits["noop-1"]) == ["README.md"]
+    assert _changed(clone, commits["py-precision-x4"]) == [
+        "softmaxloss/__init__.py",
+        "softmaxloss/_study_injection.py",
+    ]
+    (cpp_file,) = _changed(clone, commits["cpp-serial"])
+    assert cpp_file.startswith("softmaxloss/csrc/")
+    # the injected package imports, and its registry entry is the injection's wrapper
+    tree = tmp_path / "tree"
+    subprocess.run(
+        ["git", "worktree", "add", "-q", str(tree), commits["py-precision-x4"]],
+        cwd=clone,
+        check=True,
+    )
+    probe = "import softmaxloss; print(softmaxloss.IMPLEMENTATIONS['manual'].__name__)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["less_precise"]
+    with pytest.raises(Exception, match="already holds a study"):
+        study.start(ROOT, tmp_path / "w", 1, [])
+
+
+def _fake_gate(calls, stop_at=None):
+    def run(repo, base, head, **kwargs):
+        calls.append(head)
+        if stop_at is not None and len(calls) == stop_at:
+            raise KeyboardInterrupt  # the study is stopped here
+        report = gate.Report()
+        report.rows.append(
+            gate.Row(
+                "bench_x.X.track_forward",
+                ("'manual'", "'128x100'"),
+                "instructions",
+                "instructions",
+                1.0,
+                1.0,
+                1.0,
+                1.03,
+                False,
+            )  # fmt: skip
+        )
+        return gate.GateRun(base, head, report, 0.0, 0, [])
+
+    return run
+
+
+def test_a_stopped_study_goes_on_where_it_stopped(tmp_path, monkeypatch):
+    workdir = tmp_path / "w"
+    record = study.Study(workdir)
+    workdir.mkdir()
+    plan = study.noops(2) + [CATALOGUE["py-precision-x4"]]
+    commits = {"base": "0" * 40, **{c.name: f"{i:040d}" for i, c in enumerate(plan, 1)}}
+    from dataclasses import asdict
+
+    record.save({"plan": [asdict(c) for c in plan], "commits": commits, "runs": [], "factors": {}})
+    monkeypatch.setattr(study, "measure_factors", lambda *a: None)
+    calls = []
+    monkeypatch.setattr(gate, "run", _fake_gate(calls, stop_at=5))
+    with pytest.raises(KeyboardInterrupt):
+        study.run(workdir, runs=2, echo=lambda line: None)
+    saved = json.loads(record.path.read_text())
+    assert [(r["run"], r["change"]) for r in saved["runs"]] == [
+        (1, "noop-1"),
+        (1, "noop-2"),
+        (1, "py-precision-x4"),
+        (2, "noop-1"),
+    ]
+    monkeypatch.setattr(gate, "run", _fake_gate(calls))
+    data = study.run(workdir, runs=2, echo=lambda line: None)
+    assert len(data["runs"]) == 6  # nothing measured twice
+    assert len({(r["run"], r["change"]) for r in data["runs"]}) == 6
+    assert calls[5:] == [commits["noop-2"], commits["py-precision-x4"]]
+
+
+def _data():
+    plan = study.noops(2) + [CATALOGUE["cpp-native-x1.2"]]
+    from dataclasses import asdict
+
+    def row(ratio, family="time", size="1024x1000", method="time_forward"):
+        return {
+            "benchmark": f"bench_time.TimeSoftmaxLoss.{method}",
+            "params": ["'manual'", f"'{size}'", "'float32'", "'cpu'"],
+            "family": family,
+            "unit": "seconds",
+            "before": 1.0,
+            "after": ratio,
+            "ratio": ratio,
+            "threshold": 1.1,
+            "regressed": False,
+            "note": "",
+        }
+
+    def paired_record(ratio, confirm, p):
+        label = "bench_time.TimeSoftmaxLoss.time_forward('manual', '1024x1000', 'float32', 'cpu')"
+        return {"label": label, "skipped": None, "error": None, "screen": [ratio] * 8,
+                "confirm": confirm, "p": p, "regressed": False}  # fmt: skip
+
+    runs = [
+        {"run": 1, "change": "noop-1", "rows": [row(1.01)], "failures": [],
+         "paired": [paired_record(1.01, [], None)]},
+        {"run": 1, "change": "noop-2", "rows": [row(1.05)], "failures": [],
+         "paired": [paired_record(1.05, [1.05] * 16, 1e-5)]},
+        {"run": 1, "change": "cpp-native-x1.2", "rows": [row(1.2)], "failures": [],
+         "paired": [paired_record(1.2, [1.2] * 16, 1e-5)]},
+        {"run": 2, "change": "cpp-native-x1.2", "rows": [row(1.08)], "failures": [],
+         "paired": [paired_record(1.08, [1.08] * 16, 1e-5)]},
+    ]  # fmt: skip
+    return {
+        "plan": [asdict(c) for c in plan],
+        "commits": {},
+        "runs": runs,
+        "factors": {"cpp-native-x1.2": {"x('manual', '1024x1000')": [1.19, 1.21, 1.2]}},
+    }
+
+
+def test_the_table_is_decided_again_at_other_thresholds():
+    data = _data()
+    header, lines = study.table(data, study.evaluate(data))
+    assert header[:4] == ["change", "size", "native time", "instructions"]
+    time_col = header.index("time")
+    noop = lines[0]
+    assert noop[:2] == ["no-op (2 commits)", "all"] and noop[time_col] == "0/2"
+    at_1024 = next(line for line in lines[1:] if line[1] == "1024x1000")
+    assert at_1024[2] == "1.200" and at_1024[time_col] == "1/2"
+    lower = study.evaluate(data, {"time": 1.04})
+    _, lines = study.table(data, lower)
+    assert lines[0][time_col] == "1/2"  # the 1.05 no-op is a false alarm at 1.04
+    assert next(line for line in lines[1:] if line[1] == "1024x1000")[time_col] == "2/2"
+    spread = study.same_code_spread(lower)
+    assert spread["time"]["max"] == 1.05 and spread["time"]["n"] == 2

@@ -1,12 +1,18 @@
-"""The paired timings' series (``lossbench.paired``, docs/gate.md): the grid of bench_time's
-``TimeSoftmaxLoss``, timed by the gate's persistent workers (BASE and HEAD alternating,
-seconds apart), never by ``asv run`` (skipped here). The gate writes what it measured under
-these names into asv's results, so that the site draws the paired timings as a series of
-their own, apart from asv's."""
+"""The paired timings' series (``lossbench.paired``, docs/gate.md): the grids of bench_time's
+``TimeSoftmaxLoss`` and bench_threads' ``TimeThreads``, timed by the gate's persistent
+workers (BASE and HEAD alternating, seconds apart), never by ``asv run`` (skipped here).
+The gate writes what it measured under these names into asv's results, so that the site
+draws the paired timings as series of their own, apart from asv's."""
 
+from benchmarks.bench_threads import TimeThreads
 from benchmarks.bench_time import TimeSoftmaxLoss
 
 
 class PairedTimeSoftmaxLoss(TimeSoftmaxLoss):
     def setup(self, impl, size, dtype, device):
+        raise NotImplementedError("timed by the gate's paired workers (lossbench.paired)")
+
+
+class PairedTimeThreads(TimeThreads):
+    def setup(self, impl, size, dtype, threads):
         raise NotImplementedError("timed by the gate's paired workers (lossbench.paired)")

@@ -125,3 +125,12 @@ def test_false_alarms_are_controlled_over_the_suspects(monkeypatch, tmp_path):
     assert two["'other'"].confirm_ratios  # a second suspect
     assert two["'slow'"].p_value == pytest.approx(7 / 64)
     assert not two["'slow'"].regressed
+
+
+def test_the_screen_stops_early_only_on_plainly_clean_cases(monkeypatch, tmp_path):
+    script = {"'same'": ("factor", 1.0), "'slight'": ("factor", 1.03), "'slow'": ("factor", 1.3)}
+    settings = paired.Settings(pairs=(8, 6), early=4, screen=1.04, threshold=1.1, alpha=0.05)
+    out, _, _ = run(monkeypatch, tmp_path, script, settings)
+    assert len(out["'same'"].screen_ratios) == 4  # median 1.00 <= 1.02: clean
+    assert len(out["'slight'"].screen_ratios) == 8  # 1.03: not plainly clean, screened in full
+    assert len(out["'slow'"].screen_ratios) == 8 and out["'slow'"].regressed

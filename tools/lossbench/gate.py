@@ -217,7 +217,7 @@ def progress_echo(echo):
     return lambda line: echo(line) if is_progress(line) else None
 
 
-# Every benchmark of the instruction, time, memory and precision modules except the Slow*
+# Every benchmark of the instruction, time, threads, memory and precision modules except the Slow*
 # classes (vocabulary-sized and float64 timings), time_forward_backward (timed as its two
 # halves; counted whole by the instruction counts) and the torch.compile entries (dynamo
 # traces them again in every process: with them `make gate` took 1712 s here instead of
@@ -225,7 +225,7 @@ def progress_echo(echo):
 # asv matches -b against `name(p1, p2, ...)` for a parametrised benchmark, one combination
 # at a time, so a lookahead on the first parameter drops the compiled combinations only.
 GATE_BENCH = (
-    r"^bench_(instructions|time|memory|precision)\.(?!Slow)(?!\w+\.time_forward_backward)"
+    r"^bench_(instructions|time|threads|memory|precision)\.(?!Slow)(?!\w+\.time_forward_backward)"
     r"(?!.*\('compiled)"
 )
 TIMED = r"[^(]*\.time_"  # a time_ benchmark (the name, before its parameters)

@@ -24,8 +24,8 @@ benchmarks (``bench_memory``) run in asv's own processes without any of it.
 
 **Decision** (two stages; every decision from data no earlier look has seen):
 
-1. *screen*: every combination, one worker pair, ``pairs[0]`` pairs; a combination whose
-   median ratio exceeds ``screen`` is a *suspect*;
+1. *screen*: every combination, one worker pair, ``pairs[0]`` pairs (``early`` when those
+   are plainly clean); a combination whose median ratio exceeds ``screen`` is a *suspect*;
 2. *confirm*: the suspects only, in a **fresh** worker pair (a process's own state cannot
    follow it), ``pairs[1]`` pairs. A suspect regresses when its median ratio there exceeds
    ``threshold`` **and** a one-sided sign test (H0: a pair ratio is as likely below 1 as
@@ -62,7 +62,10 @@ WORKER_ENV = {
 # The series the paired timings are stored under, in asv's results: bench_time's
 # TimeSoftmaxLoss.time_forward is stored as bench_paired.PairedTimeSoftmaxLoss.time_forward
 # (the benchmark exists, skipped by asv run, so that asv publishes what is stored).
-STORE = {"bench_time.TimeSoftmaxLoss": "bench_paired.PairedTimeSoftmaxLoss"}
+STORE = {
+    "bench_time.TimeSoftmaxLoss": "bench_paired.PairedTimeSoftmaxLoss",
+    "bench_threads.TimeThreads": "bench_paired.PairedTimeThreads",
+}
 
 _BOOT = """
 import sys
@@ -77,7 +80,8 @@ class Settings:
     """The method's knobs; the defaults are the gate's (chosen from docs/gate.md)."""
 
     pairs: tuple[int, int] = (8, 16)  # screen, confirm
-    batch_seconds: float = 0.03  # timed work per batch
+    early: int = 4  # the screen stops after this many pairs when the case is plainly clean
+    batch_seconds: float = 0.02  # timed work per batch
     max_calls: int = 400  # calls per batch, at most
     screen: float = 1.04
     threshold: float = 1.10
@@ -251,8 +255,13 @@ class _CaseError(Exception):
     pass
 
 
-def _pairs(pair: _Pair, case: Case, n: int, settings: Settings, out: Outcome) -> list[float]:
-    """``n`` ABBA pairs of one case; returns the ratios HEAD / BASE, appends batch medians."""
+def _pairs(
+    pair: _Pair, case: Case, n: int, settings: Settings, out: Outcome, early: int | None = None
+) -> list[float]:
+    """``n`` ABBA pairs of one case; returns the ratios HEAD / BASE, appends batch medians.
+    ``early``: stop after that many pairs when their median is at most half-way from 1 to
+    the screen's limit (a clean case; only the screen stops early: it selects, the confirm
+    stage decides)."""
     calls = None
     for worker in (pair.base, pair.head):  # warm-up (the class's prepare) and the skip rule
         answer = worker.time(case, 1)
@@ -271,6 +280,12 @@ def _pairs(pair: _Pair, case: Case, n: int, settings: Settings, out: Outcome) ->
         out.base_times.append(b)
         out.head_times.append(h)
         ratios.append(h / b)
+        if (
+            early
+            and len(ratios) == early
+            and statistics.median(ratios) <= (1 + settings.screen) / 2
+        ):
+            break
     return ratios
 
 
@@ -296,14 +311,14 @@ def measure(
     outcomes = {case: Outcome(case) for case in selected}
     say = echo or (lambda line: None)
 
-    def stage(name: str, todo: list[Case], n: int, attr: str) -> None:
+    def stage(name: str, todo: list[Case], n: int, attr: str, early: int | None) -> None:
         start = time.monotonic()
         pair = _Pair(python, trees, repo, log, name)
         try:
             for k, case in enumerate(todo, 1):
                 out = outcomes[case]
                 try:
-                    setattr(out, attr, _pairs(pair, case, n, settings, out))
+                    setattr(out, attr, _pairs(pair, case, n, settings, out, early))
                 except _Skip as exc:
                     out.skipped = str(exc)
                 except _CaseError as exc:
@@ -314,7 +329,7 @@ def measure(
             pair.close()
 
     say(f"paired: {len(selected)} cases, {settings.pairs[0]} pairs each (screen)")
-    stage("screen", selected, settings.pairs[0], "screen_ratios")
+    stage("screen", selected, settings.pairs[0], "screen_ratios", settings.early)
     suspects = [
         c
         for c, o in outcomes.items()
@@ -322,7 +337,7 @@ def measure(
     ]
     if suspects:
         say(f"paired: {len(suspects)} suspects, {settings.pairs[1]} pairs each in new workers")
-        stage("confirm", suspects, settings.pairs[1], "confirm_ratios")
+        stage("confirm", suspects, settings.pairs[1], "confirm_ratios", None)
     for case in suspects:
         out = outcomes[case]
         if out.error or out.skipped or not out.confirm_ratios:

@@ -69,10 +69,7 @@ def impl_subset(pattern: str, impl: str) -> str:
 
 
 def selection(change: Injection, pattern: str) -> str:
-    if change.kind == "noop":
-        return pattern
-    subset = impl_subset(pattern, change.impl)
-    return f"{subset}|{change.extra_bench}" if change.extra_bench else subset
+    return pattern if change.kind == "noop" else impl_subset(pattern, change.impl)
 
 
 # ---- the study's record ---------------------------------------------------------------------
@@ -196,8 +193,7 @@ def measure_factors(study: Study, data: dict, echo) -> None:
         if not methods:
             continue
         pattern = (
-            rf"^bench_time\.TimeSoftmaxLoss\.({methods})"
-            rf"\('{change.impl}', '({sizes})', 'float32', 'cpu'\)"
+            rf"^{re.escape(change.timed)}\.({methods})\('{change.impl}', '({sizes})', 'float32', "
         )
         cases = paired.cases(benchmarks, pattern)
         echo(f"detection-power: native factor of {change.name}: {len(cases)} cases")

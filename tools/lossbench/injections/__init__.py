@@ -31,8 +31,8 @@ class Injection:
     # where it should show: the benchmark methods and sizes (for the study's table)
     methods: tuple[str, ...] = ()
     sizes: tuple[str, ...] = ()
-    # benchmarks beyond the impl's own that the study selects for it (a regex)
-    extra_bench: str = ""
+    # the time_ benchmark class its native factor is measured with
+    timed: str = "bench_time.TimeSoftmaxLoss"
 
     def apply(self, clone: Path) -> None:
         """Edits the scratch clone's working tree."""
@@ -134,8 +134,8 @@ CATALOGUE = {
             "cpp",
             "serial_rows",
             methods=("time_forward", "time_backward"),
-            sizes=("3200x3200",),
-            extra_bench=r"^bench_threads\.",
+            sizes=("1024x1000", "3200x3200"),
+            timed="bench_threads.TimeThreads",
         ),
         Injection(
             "py-precision-x4",

@@ -138,11 +138,21 @@ HISTORY_SEL = $(if $(filter undefined,$(origin N)),,-n '$(N)') \
   $(if $(filter undefined,$(origin RANGE)),,--range '$(RANGE)')
 HISTORY_OPTS = --machine "$(MACHINE)" $(LAUNCH) $(if $(BENCH),-b '$(BENCH)')
 
-.PHONY: history backfill-local
+.PHONY: history backfill-local record
 
 history: bench-deps
 	@rc=0; $(LB) history $(HISTORY_SEL) $(HISTORY_OPTS) || rc=$$?; \
 	if [ $$rc -ne 2 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
+
+# make record: what .github/workflows/history.yml does on every push to main, here: the
+# suite on HEAD added to the history, the site published, and the regressions asv's step
+# detection finds at HEAD (new ones only). Exit 1: a deterministic family regressed.
+record: bench-deps valgrind
+	@mkdir -p .asv && git rev-parse HEAD > .asv/record-commit.txt
+	@rc=0; $(LB) history --commits-file .asv/record-commit.txt $(HISTORY_OPTS) || rc=$$?; \
+	if [ $$rc -eq 2 ]; then exit 2; fi; \
+	$(MAKE) --no-print-directory site || exit $$?; \
+	$(LB) regressions HEAD --config $(ASV_CONF) || exit $$?; exit $$rc
 
 backfill-local: bench-deps
 	@rc=0; $(LB) backfill-local --shards '$(SHARDS)' $(HISTORY_SEL) \

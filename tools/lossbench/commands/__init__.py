@@ -23,6 +23,7 @@ from lossbench.commands import (
     machine,
     overhead,
     ratios,
+    regressions,
     site,
     torch_versions,
 )
@@ -41,6 +42,7 @@ COMMANDS = (
     torch_versions,
     asv_quiet,
     history,
+    regressions,
 )
 
 

@@ -60,7 +60,7 @@ def run(monkeypatch, tmp_path, script, settings, worker=ScriptedWorker):
     pairs, log = [], []
 
     class Pair:
-        def __init__(self, python, trees, repo, log_path, stage):
+        def __init__(self, python, trees, repo, log_path, stage, fix=True):
             self.base = worker(f"BASE ({stage})", script, log)
             self.head = worker(f"HEAD ({stage})", script, log)
             self.stage = stage
@@ -134,3 +134,19 @@ def test_the_screen_stops_early_only_on_plainly_clean_cases(monkeypatch, tmp_pat
     assert len(out["'same'"].screen_ratios) == 4  # median 1.00 <= 1.02: clean
     assert len(out["'slight'"].screen_ratios) == 8  # 1.03: not plainly clean, screened in full
     assert len(out["'slow'"].screen_ratios) == 8 and out["'slow'"].regressed
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["paired", "HEAD", "--trials", "0"], "--trials and --pairs must be >= 1"),
+        (["paired", "no-such-rev"], "BASE 'no-such-rev' is not a commit"),
+    ],
+)
+def test_the_paired_command_refuses_bad_input(cli_refuses, argv, match):
+    cli_refuses(argv, match)
+
+
+def test_the_paired_command_never_overwrites_a_file(cli_refuses, kept_file):
+    cli_refuses(["paired", "HEAD", "--json", str(kept_file)], "exists; give a new file name")
+    assert kept_file.read_text() == "earlier results"

@@ -86,6 +86,7 @@ class Settings:
     screen: float = 1.04
     threshold: float = 1.10
     alpha: float = 0.01
+    env_fix: bool = True  # WORKER_ENV and setarch -R in the workers (off: for comparison)
 
 
 @dataclass(frozen=True)
@@ -182,16 +183,17 @@ def _setarch() -> list[str]:
 class Worker:
     """One persistent worker process for one commit's package."""
 
-    def __init__(self, python: str, tree: Path, repo: Path, log: Path, name: str):
+    def __init__(self, python: str, tree: Path, repo: Path, log: Path, name: str, fix=True):
         self.name = name
-        env = {**os.environ, **WORKER_ENV, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
+        fixed = WORKER_ENV if fix else {}
+        env = {**os.environ, **fixed, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
         boot = _BOOT.format(tools=str(repo / "tools"), bench_dir=str(repo / "benchmarks"))
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log, "a")  # noqa: SIM115 (closed in close())
         self._log.write(f"# worker {name}: {tree}\n")
         self._log.flush()
         self.proc = subprocess.Popen(
-            [*_setarch(), python, "-c", boot],
+            [*(_setarch() if fix else []), python, "-c", boot],
             cwd=tree,
             env=env,
             stdin=subprocess.PIPE,
@@ -232,10 +234,10 @@ class Worker:
 class _Pair:
     """BASE's and HEAD's workers, started together."""
 
-    def __init__(self, python, trees, repo, log, stage):
-        self.base = Worker(python, trees[0], repo, log, f"BASE ({stage})")
+    def __init__(self, python, trees, repo, log, stage, fix=True):
+        self.base = Worker(python, trees[0], repo, log, f"BASE ({stage})", fix)
         try:
-            self.head = Worker(python, trees[1], repo, log, f"HEAD ({stage})")
+            self.head = Worker(python, trees[1], repo, log, f"HEAD ({stage})", fix)
         except BaseException:
             self.base.close()
             raise
@@ -313,7 +315,7 @@ def measure(
 
     def stage(name: str, todo: list[Case], n: int, attr: str, early: int | None) -> None:
         start = time.monotonic()
-        pair = _Pair(python, trees, repo, log, name)
+        pair = _Pair(python, trees, repo, log, name, settings.env_fix)
         try:
             for k, case in enumerate(todo, 1):
                 out = outcomes[case]

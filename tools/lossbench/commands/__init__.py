@@ -22,6 +22,7 @@ from lossbench.commands import (
     history,
     machine,
     overhead,
+    paired,
     ratios,
     regressions,
     site,
@@ -43,6 +44,7 @@ COMMANDS = (
     asv_quiet,
     history,
     regressions,
+    paired,
 )
 
 

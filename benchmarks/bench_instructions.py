@@ -1,8 +1,19 @@
-"""Instruction counts (callgrind) of forward, backward and forward+backward on the CPU.
+"""Instruction counts, estimated cycles and last-level misses (callgrind) on the CPU.
 
 Why: on a shared machine wall-clock timings of the same code differ by tens of percent;
 the number of instructions a region executes is nearly deterministic, so an extra pass over
-5% of the logits shows up as a ~5% larger count every time.
+5% of the logits shows up as a ~5% larger count every time. What costs time with few
+instructions, memory traffic (a second trip through the logits, a lost fusion), shows in
+callgrind's cache simulation, just as deterministic: a fixed geometry (``CACHE_SIM``:
+I1 and D1 32 KiB 8-way, last level 1 MiB 16-way, 64-byte lines), whatever the host's, and
+an estimated-cycles figure (:func:`metrics`: L1 hits 1, last-level hits 5, memory 35, the
+weights iai-callgrind uses). The last level is 1 MiB on purpose: the 4 MB of logits at
+1024x1000 never fit, so a change in traffic is a change in misses. Measured here
+(docs/gate.md): an extra sweep reading one value per cache line of the logits moves the
+instructions of manual's forward 1.021x and its cycles 1.19x; the simulation costs 5-14%
+of the worker's time. Its blind spots: no hardware prefetcher and no TLB (a strided row
+order reads 1.00x in every count and 1.07-1.13x natively), and no other thread (see
+bench_threads).
 
 How: ``setup_cache`` starts ONE process per environment under ``valgrind --tool=callgrind
 --collect-atstart=no`` running this environment's interpreter (``sys.executable``). That
@@ -15,9 +26,9 @@ registered implementation and size, runs each region
 
 with collection switched on around the region only (``torch._C._valgrind_toggle``) and a
 stats dump at its end (``torch._C._valgrind_toggle_and_dump_stats``): one callgrind file
-per region, whose total ``Ir`` (instructions executed) is the count. Warm-up runs come
-first (``WARMUPS`` rounds at the small size: CPython 3.11 specialises bytecode after a few
-executions, so the first calls of the Python-heavy implementations count ~2% more; one
+per region, whose totals give the counts (``Ir``: instructions executed; the cache
+events). Warm-up runs come first (``WARMUPS`` rounds at the small size: CPython 3.11
+specialises bytecode after a few executions, so the first calls of the Python-heavy implementations count ~2% more; one
 forward+backward at the other sizes: allocator growth), then ``REPEATS[size]`` counted
 runs; the recorded count is their minimum. The ``track_`` benchmarks only look the numbers up.
 
@@ -41,9 +52,12 @@ that fails the worker is re-run instrumented from the start (same counts, measur
   bench_time.
 * ``SOFTMAXLOSS_INSTRUCTION_IMPLS`` (comma-separated names) restricts the implementations
   counted, for studies that change only one of them; the others are then skipped.
-* What valgrind changes: it emulates no AVX-512, so torch dispatches to its AVX2 kernels;
-  counts see code-path changes and say nothing about memory bandwidth or cache misses
-  (the timings do).
+* What valgrind changes: it emulates no AVX-512, so torch dispatches to its AVX2 kernels
+  (on a host with AVX-512 a change of the AVX-512 build alone is invisible here: the paired
+  timings see it); it runs threads one at a time, and the region toggle counts the calling
+  thread only (bench_threads times two threads).
+* Last-level misses are recorded at 1024x1000 only: at 128x100 they are a few hundred,
+  and move 2-3x between runs.
 """
 
 from __future__ import annotations
@@ -60,6 +74,7 @@ import time
 from benchmarks.common import IMPLS
 
 SIZES_INSTRUCTIONS = ["128x100", "1024x1000"]
+SIZES_MISSES = ["1024x1000"]
 REGIONS = ["forward", "backward", "forward_backward"]
 # Counted runs per size (minimum taken): the small size is cheap and noisier (~1%).
 REPEATS = {"128x100": 3, "1024x1000": 2}
@@ -77,7 +92,12 @@ NOT_COUNTED = {
     "triton": "a CUDA-only kernel; instruction counts are CPU-only",
     "triton_inplace": "a CUDA-only kernel; instruction counts are CPU-only",
 }
-_TOTAL = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+_EVENTS = re.compile(rb"^events:\s+(.+)$", re.MULTILINE)
+_TOTALS = re.compile(rb"^(?:summary|totals):\s+(.+)$", re.MULTILINE)
+# The simulated caches (callgrind --cache-sim=yes): fixed, whatever the host has, so the
+# counts are the same on every machine. The last level is small on purpose: 1 MiB, below
+# the 4 MB of logits at 1024x1000, so that a second trip through the logits misses it.
+CACHE_SIM = ["--cache-sim=yes", "--I1=32768,8,64", "--D1=32768,8,64", "--LL=1048576,16,64"]
 _DUMP = re.compile(r"cg\.\d+\.(\d+)")
 
 
@@ -203,12 +223,29 @@ def worker_main(manifest, impls, sizes, repeats, instrument) -> None:
     os._exit(0)  # skip the interpreter's teardown: slow under valgrind and never counted
 
 
-def _total(path: str) -> int:
+def _events(path: str) -> dict[str, int]:
+    """A dump's totals by event (Ir, Dr, Dw, I1mr, D1mr, D1mw, ILmr, DLmr, DLmw)."""
     with open(path, "rb") as f:
-        found = _TOTAL.findall(f.read())
-    if not found:
-        raise RuntimeError(f"no instruction total in callgrind output {path}")
-    return int(found[-1])
+        text = f.read()
+    names, totals = _EVENTS.findall(text), _TOTALS.findall(text)
+    if not names or not totals:
+        raise RuntimeError(f"no event totals in callgrind output {path}")
+    events = names[-1].decode().split()
+    values = [int(v) for v in totals[-1].split()]  # trailing zero events may be left out
+    return dict(zip(events, values + [0] * (len(events) - len(values)), strict=True))
+
+
+def metrics(ev: dict[str, int]) -> dict[str, int]:
+    """Instructions, last-level misses and estimated cycles of one region's events.
+
+    accesses = Ir + Dr + Dw; L1 misses = I1mr + D1mr + D1mw; LL misses = ILmr + DLmr + DLmw;
+    cycles = (accesses - L1 misses) + 5 (L1 misses - LL misses) + 35 LL misses: L1 hits cost
+    1, last-level hits 5, memory 35 (the estimate iai-callgrind uses).
+    """
+    accesses = ev["Ir"] + ev.get("Dr", 0) + ev.get("Dw", 0)
+    l1 = ev.get("I1mr", 0) + ev.get("D1mr", 0) + ev.get("D1mw", 0)
+    ll = ev.get("ILmr", 0) + ev.get("DLmr", 0) + ev.get("DLmw", 0)
+    return {"instructions": ev["Ir"], "ll_misses": ll, "cycles": accesses + 4 * l1 + 30 * ll}
 
 
 def _run_worker(tmp, manifest, impls, sizes, repeats, instrument, timeout):
@@ -232,6 +269,7 @@ def _run_worker(tmp, manifest, impls, sizes, repeats, instrument, timeout):
         "--tool=callgrind",
         f"--instr-atstart={'no' if instrument else 'yes'}",
         "--collect-atstart=no",
+        *CACHE_SIM,
         f"--callgrind-out-file={tmp}/cg.%p",
         sys.executable,
         "-c",
@@ -258,7 +296,7 @@ def _build_the_counted_extension() -> None:
 def count_instructions(impls=None, sizes=None, repeats=None, timeout=COUNT_TIMEOUT):
     """Counts every region of ``impls`` x ``sizes`` in one callgrind process.
 
-    Returns ``{"counts": {"impl|size|region": [count per repeat]}, "errors": {impl: msg},
+    Returns ``{"counts": {"impl|size|region": [metrics() per repeat]}, "errors": {impl: msg},
     "seconds": wall time, "fast_start": bool}``. Raises ``NotImplementedError`` when
     valgrind is missing or this torch cannot talk to it.
     """
@@ -298,7 +336,7 @@ def count_instructions(impls=None, sizes=None, repeats=None, timeout=COUNT_TIMEO
                 errors[entry["impl"]] = entry["error"]
             elif entry["rep"] is not None:
                 key = f"{entry['impl']}|{entry['size']}|{entry['region']}"
-                counts.setdefault(key, []).append(_total(os.path.join(tmp, name)))
+                counts.setdefault(key, []).append(metrics(_events(os.path.join(tmp, name))))
     return {
         "counts": counts,
         "errors": errors,
@@ -313,7 +351,8 @@ def _selected_impls() -> list[str]:
 
 
 class InstructionsSoftmaxLoss:
-    """Instructions executed per region (minimum over the repeats), CPU, one thread."""
+    """Per region (minimum over the repeats), CPU, one thread, from one callgrind process
+    with a simulated cache: instructions executed, estimated cycles and last-level misses."""
 
     params = [IMPLS, SIZES_INSTRUCTIONS, ["float32"]]
     param_names = ["impl", "size", "dtype"]
@@ -338,15 +377,48 @@ class InstructionsSoftmaxLoss:
         if f"{impl}|{size}|forward" not in self.counts:
             raise NotImplementedError(f"{impl!r} not counted (not registered, or {IMPLS_ENV})")
 
+    def _min(self, impl, size, region, metric):
+        return min(m[metric] for m in self.counts[f"{impl}|{size}|{region}"])
+
     def track_forward(self, cache, impl, size, dtype):
-        return min(self.counts[f"{impl}|{size}|forward"])
+        return self._min(impl, size, "forward", "instructions")
 
     def track_backward(self, cache, impl, size, dtype):
-        return min(self.counts[f"{impl}|{size}|backward"])
+        return self._min(impl, size, "backward", "instructions")
 
     def track_forward_backward(self, cache, impl, size, dtype):
-        return min(self.counts[f"{impl}|{size}|forward_backward"])
+        return self._min(impl, size, "forward_backward", "instructions")
+
+    def track_cycles_forward(self, cache, impl, size, dtype):
+        return self._min(impl, size, "forward", "cycles")
+
+    def track_cycles_backward(self, cache, impl, size, dtype):
+        return self._min(impl, size, "backward", "cycles")
+
+    def track_cycles_forward_backward(self, cache, impl, size, dtype):
+        return self._min(impl, size, "forward_backward", "cycles")
+
+    def track_ll_misses_forward(self, cache, impl, size, dtype):
+        return self._misses(impl, size, "forward")
+
+    def track_ll_misses_backward(self, cache, impl, size, dtype):
+        return self._misses(impl, size, "backward")
+
+    def track_ll_misses_forward_backward(self, cache, impl, size, dtype):
+        return self._misses(impl, size, "forward_backward")
+
+    def _misses(self, impl, size, region):
+        if size not in SIZES_MISSES:
+            # a few hundred misses at 128x100, which move 2-3x from run to run
+            raise NotImplementedError(f"last-level misses are counted at {SIZES_MISSES} only")
+        return self._min(impl, size, region, "ll_misses")
 
     track_forward.unit = "instructions"
     track_backward.unit = "instructions"
     track_forward_backward.unit = "instructions"
+    track_cycles_forward.unit = "cycles"
+    track_cycles_backward.unit = "cycles"
+    track_cycles_forward_backward.unit = "cycles"
+    track_ll_misses_forward.unit = "misses"
+    track_ll_misses_backward.unit = "misses"
+    track_ll_misses_forward_backward.unit = "misses"

@@ -28,9 +28,10 @@ with collection switched on around the region only (``torch._C._valgrind_toggle`
 stats dump at its end (``torch._C._valgrind_toggle_and_dump_stats``): one callgrind file
 per region, whose totals give the counts (``Ir``: instructions executed; the cache
 events). Warm-up runs come first (``WARMUPS`` rounds at the small size: CPython 3.11
-specialises bytecode after a few executions, so the first calls of the Python-heavy implementations count ~2% more; one
-forward+backward at the other sizes: allocator growth), then ``REPEATS[size]`` counted
-runs; the recorded count is their minimum. The ``track_`` benchmarks only look the numbers up.
+specialises bytecode after a few executions, so the first calls of the Python-heavy
+implementations count ~2% more; one forward+backward at the other sizes: allocator
+growth), then ``REPEATS[size]`` counted runs; the recorded count is their minimum. The
+``track_`` benchmarks only look the numbers up.
 
 Sizes: 128x100 and 1024x1000. The seed's 3200x3200 is left out on purpose: callgrind
 runs ~100x slower than native, and at 3200x3200 the grid took ~15 min per environment

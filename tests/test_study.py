@@ -90,28 +90,31 @@ def test_a_stopped_study_goes_on_where_it_stopped(tmp_path, monkeypatch):
     workdir = tmp_path / "w"
     record = study.Study(workdir)
     workdir.mkdir()
-    plan = study.noops(2) + [CATALOGUE["py-precision-x4"]]
+    plan = study.noops(2) + [CATALOGUE["py-backward-x1.2"], CATALOGUE["py-precision-x4"]]
     commits = {"base": "0" * 40, **{c.name: f"{i:040d}" for i, c in enumerate(plan, 1)}}
     from dataclasses import asdict
 
     record.save({"plan": [asdict(c) for c in plan], "commits": commits, "runs": [], "factors": {}})
     monkeypatch.setattr(study, "measure_factors", lambda *a: None)
     calls = []
-    monkeypatch.setattr(gate, "run", _fake_gate(calls, stop_at=5))
+    monkeypatch.setattr(gate, "run", _fake_gate(calls, stop_at=4))
     with pytest.raises(KeyboardInterrupt):
-        study.run(workdir, runs=2, echo=lambda line: None)
+        study.run(workdir, runs=3, echo=lambda line: None)
     saved = json.loads(record.path.read_text())
     assert [(r["run"], r["change"]) for r in saved["runs"]] == [
         (1, "noop-1"),
         (1, "noop-2"),
-        (1, "py-precision-x4"),
-        (2, "noop-1"),
+        (1, "py-backward-x1.2"),
     ]
     monkeypatch.setattr(gate, "run", _fake_gate(calls))
-    data = study.run(workdir, runs=2, echo=lambda line: None)
-    assert len(data["runs"]) == 6  # nothing measured twice
-    assert len({(r["run"], r["change"]) for r in data["runs"]}) == 6
-    assert calls[5:] == [commits["noop-2"], commits["py-precision-x4"]]
+    data = study.run(workdir, runs=3, echo=lambda line: None)
+    # no-ops and the deterministic precision injection once, the timed slowdown every run
+    assert [(r["run"], r["change"]) for r in data["runs"][3:]] == [
+        (1, "py-precision-x4"),
+        (2, "py-backward-x1.2"),
+        (3, "py-backward-x1.2"),
+    ]
+    assert calls[4:] == [commits["py-precision-x4"]] + [commits["py-backward-x1.2"]] * 2
 
 
 def _data():

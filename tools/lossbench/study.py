@@ -1,14 +1,16 @@
 """The gate's detection power: known regressions and no-ops, each judged by the real gate.
 
-``python -m lossbench detection-power`` (``make detection-power``) clones the repository at
-HEAD into a work folder and commits, each on its own branch off HEAD (the base), the
+``python -m lossbench detection-power`` (``make detection-power``) clones the repository
+at HEAD into a work folder and commits, each on its own branch off HEAD (the base), the
 no-ops and the injections of :mod:`lossbench.injections` (Python and C++). Then, run after
 run, it runs the gate itself (:func:`lossbench.gate.run`) on base vs each commit: the
 deterministic families measured once per commit (asv skips what it has), the paired
-timings afresh every run. No-ops are gated on the gate's whole selection, injections on
-their implementation's benchmarks. Every comparison's rows are saved as soon as it ends
-(``study.json``, replaced atomically), so a study stopped at any point goes on where it
-stopped when run again with the same ``--workdir`` (more ``--runs`` add runs).
+timings afresh every run. No-ops are gated once each, on the gate's whole selection;
+injections on their implementation's benchmarks, every run where timings must catch them,
+once where the deterministic families decide (the same verdict every run). Every
+comparison's rows are saved as soon as it ends (``study.json``, replaced atomically), so a
+study stopped at any point goes on where it stopped when run again with the same
+``--workdir`` (more ``--runs`` add runs).
 
 Each injection's native time factor is measured apart, by the paired timings with more
 pairs (``FACTOR_PAIRS`` in ``FACTOR_TRIALS`` fresh worker pairs) on the cases it targets:
@@ -147,7 +149,7 @@ def run(
     os.environ.update(env)  # asv's machine file of the study's own
     for run_no in range(1, runs + 1):
         for change in plan_of(data):
-            if (run_no, change.name) in done:
+            if (run_no, change.name) in done or (run_no > 1 and not change.every_run):
                 continue
             echo(f"detection-power: run {run_no}, {change.name}")
             started = time.monotonic()

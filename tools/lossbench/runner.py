@@ -37,9 +37,13 @@ def line_process(cmd: Sequence[str], cwd, env: dict | None = None) -> subprocess
 def git(repo, *args: str, env: dict | None = None) -> str:
     """``git ARGS`` in ``repo``: its output without the trailing newline; ToolError naming
     the command and git's last line when it fails."""
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
-    )
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=repo, env=env, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError as exc:  # no git, or no such folder
+        raise ToolError(f"git {' '.join(args)} in {repo}: {exc.strerror}") from None
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise ToolError(f"git {' '.join(args)}: {detail}")

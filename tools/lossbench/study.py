@@ -81,7 +81,7 @@ class Study:
     """``study.json`` in the work folder: the plan, the commits, every comparison done."""
 
     def __init__(self, workdir: Path):
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()
         self.path = self.workdir / "study.json"
         self.clone = self.workdir / "repo"
 

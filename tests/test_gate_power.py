@@ -1,9 +1,9 @@
-"""The gate end to end (slow: real asv runs, callgrind counts).
+"""The gate end to end (slow: real asv runs, callgrind counts, paired workers).
 
-* A reduced detection-power study: one no-op and two injections into ``manual`` (a 2x
-  forward slowdown, a 1000 eps gradient error), instruction counts and precision only. The
-  no-op must pass, both injections must be caught, and the injected factor the study
-  reports (an instruction-count ratio) must match the work injected.
+* A reduced detection-power study: one no-op and one C++ injection into ``manual`` (an
+  extra pass in its forward), counted and timed at one size. The no-op must pass; the
+  injection must move HEAD's counts and time (HEAD's own C++ build) and not BASE's.
+* ``make gate`` on a fresh clone (no ``.asv``, no asv machine file).
 * Bisect: a history of 9 commits with a 1.2x backward slowdown in the middle; ``bisect``
   (asv find on the instruction counts) must name that commit.
 
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from lossbench import study as detection
+from lossbench import injections
+from lossbench.study import GIT_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -33,7 +34,7 @@ pytestmark = [
 
 
 def _git(repo, *args):
-    env = {**os.environ, **detection.GIT_ID}
+    env = {**os.environ, **GIT_ID}
     return subprocess.run(
         ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -68,70 +69,77 @@ def _run(args, cwd, env, timeout):
     return proc
 
 
-# `.` for the quotes around each parameter: instruction counts and precision of one
-# implementation, one size, float32. No timings: their 4 interleaved rounds would double the
-# test's time (the time decision is unit-tested in test_gate.py; the full study measures it).
-REDUCED = r"^bench_(instructions|precision)\.\w+\.\w+\(.manual., .(1024x1000|normal)., .float32."
+# `.` for the quotes around each parameter: manual's forward at 1024x1000, float32, counted
+# (instructions, cycles) and timed (paired), nothing else: the test's time budget.
+REDUCED = (
+    r"^bench_(instructions\.\w+\.track_(cycles_)?forward|time\.TimeSoftmaxLoss\.time_forward)"
+    r"\(.manual., .1024x1000., .float32."
+)
 
 
-def test_reduced_detection_study_passes_a_noop_and_catches_two_injections(tmp_path):
+def test_reduced_study_passes_a_noop_and_measures_heads_cpp(tmp_path):
+    """The study's gate on a no-op and on a C++ edit of HEAD (an extra pass in manual's
+    forward): the no-op passes; HEAD's counts and time move with HEAD's own C++ while BASE's
+    stay as they were measured for the no-op; the paired timings catch it."""
     repo = _scratch(tmp_path)
     work = tmp_path / "study"
-    env = {**os.environ, "SOFTMAXLOSS_INSTRUCTION_IMPLS": "manual", "GITHUB_STEP_SUMMARY": ""}
-    proc = _run(
-        [
-            "detection-power",
-            "--repo",
-            str(repo),
-            "--workdir",
-            str(work),
-            "--noops",
-            "1",
-            "--factors",
-            "2",
-            "--regions",
-            "forward",
-            "--precision",
-            "1000",
-            "--no-memory",
-            "--runs",
-            "1",
-            "--bench",
-            REDUCED,
-        ],
-        ROOT,
-        env,
-        timeout=1800,
-    )
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": ""}
+    args = ["detection-power", "--repo", str(repo), "--workdir", str(work), "--noops", "1"]
+    args += ["--injections", "cpp-extra-pass", "--runs", "1", "--bench", REDUCED]
+    proc = _run(args, ROOT, env, timeout=2400)
     assert proc.returncode == 0
-    rows = json.loads((work / "detection.json").read_text())["rows"]
-    by = {}
-    for r in rows:
-        by.setdefault(r["change"], []).append(r)
-    assert set(by) == {"noop-1", "forward-x2", "precision-x1000"}
-    families = {r["family"] for r in by["noop-1"]}
-    assert families == {"instructions", "precision"}, families
-    assert not [r for r in by["noop-1"] if r["regressed"]]
-    # the forward slowdown: counted (deterministic) and timed, forward only
-    fwd = {r["benchmark"].rsplit(".", 1)[1]: r for r in by["forward-x2"] if r["family"] != "time"}
-    assert 1.8 <= fwd["track_forward"]["ratio"] <= 2.3 and fwd["track_forward"]["regressed"]
-    assert 0.99 <= fwd["track_backward"]["ratio"] <= 1.01
-    assert not fwd["track_backward"]["regressed"]
-    assert not fwd["track_grad_error"]["regressed"]
-    # the precision loss: 1000 eps more gradient error, caught by the precision metric
-    prec = [r for r in by["precision-x1000"] if r["benchmark"].endswith("track_grad_error")]
-    assert prec and all(r["regressed"] and r["ratio"] > 100 for r in prec)
-    assert re.search(r"no-op \(1 commits\)\s+all\s+-\s+0/1\s+-\s+-\s+0/1\s+0/1", proc.stdout)
+    data = json.loads((work / "study.json").read_text())
+    rows = {r["change"]: {(x["benchmark"].rsplit(".", 1)[1], x["family"]): x for x in r["rows"]}
+            for r in data["runs"]}  # fmt: skip
+    noop, cpp = rows["noop-1"], rows["cpp-extra-pass"]
+    assert set(noop) == {
+        ("track_forward", "instructions"),
+        ("track_cycles_forward", "cycles"),
+        ("time_forward", "time"),
+    }
+    assert not [r for r in noop.values() if r["regressed"]]
+    assert 0.99 <= noop[("track_forward", "instructions")]["ratio"] <= 1.01
+    count = cpp[("track_forward", "instructions")]
+    assert count["before"] == noop[("track_forward", "instructions")]["before"]  # BASE's
+    assert 1.7 <= count["ratio"] <= 2.1 and count["regressed"]  # HEAD's own C++
+    timed = cpp[("time_forward", "time")]
+    assert timed["ratio"] > 1.3 and timed["regressed"], timed
+    factors = data["factors"]["cpp-extra-pass"]
+    assert factors and all(v > 1.3 for vs in factors.values() for v in vs), factors
+    assert re.search(r"no-op \(1 commits\)", proc.stdout)
+
+
+def test_make_gate_on_a_fresh_clone(tmp_path):
+    """No .asv yet, no asv machine file: make gate measures and decides, one status line."""
+    repo = _scratch(tmp_path)
+    with open(repo / "README.md", "a") as f:
+        f.write("\n<!-- a documentation change -->\n")
+    _git(repo, "commit", "-qam", "docs")
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": ""}
+    env.pop("MAKEFLAGS", None)
+    proc = subprocess.run(
+        ["make", "gate", "BASE=HEAD~1", f"GATE_BENCH={REDUCED}", f"PYTHON={sys.executable}"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=2400,
+    )
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("gate: exit 0")
+    assert "time: 1 compared, 0 regressed" in proc.stdout
 
 
 def test_bisect_finds_the_commit_that_injected_a_slowdown(tmp_path):
     repo = _scratch(tmp_path)
     hashes = [_git(repo, "rev-parse", "HEAD")]
-    bad = detection.Change("slow", "backward", 1.2).code("manual")
+    bad = injections.python_slowdown(1.2, "backward")
     for i in range(1, 9):
         if i == 4:
-            with open(repo / "softmaxloss" / "__init__.py", "a") as f:
-                f.write(f"\n\n# ---- injected: backward 1.2x ----\n{bad}")
+            bad.apply(repo)
+            _git(repo, "add", "-A")
         else:
             with open(repo / "README.md", "a") as f:
                 f.write(f"\n<!-- commit {i} -->\n")

@@ -207,3 +207,10 @@ def test_two_shard_backfill_equals_single_process_history(scratch):
     after = {rel: p.read_bytes() for rel, p in result_files(res_a).items()}
     assert before.keys() == after.keys()
     assert all(before[k] == after[k] for k in before if k != "benchmarks.json")
+
+    # make record (the history workflow's local equivalent) on A's HEAD: already measured,
+    # so nothing runs; the site is published and asv finds no new regression there.
+    rc, out, _ = make(a, home_a, "record", f"BENCH={SUBSET}")
+    assert rc == 0, out
+    assert "0 commits measured, 1 already had results" in out, out
+    assert f"regressions at {commits[-1][:8]}: 0 new" in out, out

@@ -39,13 +39,10 @@ TRACK_BENCH = "bench_site.Loss.track_grad_error"
 BENCH_MODULE = '''\
 """Tiny suite for the site test: every registry implementation, one size, two dtypes."""
 
-import sys
-
-sys.path.insert(0, {repo!r})  # asv drops PYTHONPATH; the package under test lives here
-
 import torch
 
-import softmaxloss
+import softmaxloss  # the loss and its tools, installed (make install): nothing on sys.path
+from lossbench import reference
 
 IMPLS = sorted(softmaxloss.IMPLEMENTATIONS)
 
@@ -109,10 +106,10 @@ def build_scratch_site(root: Path) -> tuple[Path, Path, dict]:
     (proj / "benchmarks").mkdir(parents=True)
     home.mkdir()
     (proj / "benchmarks" / "__init__.py").write_text("")
-    (proj / "benchmarks" / "bench_site.py").write_text(BENCH_MODULE.format(repo=str(REPO)))
+    (proj / "benchmarks" / "bench_site.py").write_text(BENCH_MODULE)
     (proj / "asv.conf.json").write_text(ASV_CONF)
     (proj / ".gitignore").write_text(".asv/\n")
-    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO), GIT_AUTHOR_NAME="t",
+    env = dict(os.environ, HOME=str(home), GIT_AUTHOR_NAME="t",
                GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
                GIT_COMMITTER_EMAIL="t@example.invalid")  # fmt: skip
     _run(["git", "init", "-q", "-b", "main"], proj, env)

@@ -52,7 +52,8 @@ TV_OTHER ?= 2.14.1
 MACHINE = $(eval MACHINE := $$(shell $(LB) machine name))$(MACHINE)
 LAUNCH = $(eval LAUNCH := $$(shell $(LB) machine launch))$(LAUNCH)
 
-.PHONY: bench-deps valgrind asv-machine bench bench-quick gate detection-power bisect torch-versions
+.PHONY: bench-deps valgrind asv-machine bench bench-full bench-quick gate detection-power bisect \
+  torch-versions
 
 # What the asv targets need in $(PYTHON): asv, and what `python -m lossbench` (run from this
 # checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
@@ -81,17 +82,29 @@ asv-machine: bench-deps
 # counting the skipped parameter combinations by reason; asv's exit status is kept.
 QUIET = $(LB) asv-quiet --
 
-# The main job: builds the environment, runs the whole suite on HEAD, publishes the site.
-# A failed benchmark (asv exit 2) still gets the site published, then fails the target.
+# The main job: builds the environment, runs the suite on HEAD, publishes the site. `make
+# bench` runs the main grid (BENCH_ARGS: every benchmark but the Slow* classes, the
+# torch.compile entries and their compile times, 2 rounds of 3 samples); `make bench-full`
+# the whole suite at its own settings (over an hour here). A failed benchmark (asv exit 2)
+# still gets the site published, then fails the target.
+BENCH_ARGS ?= -b '^(?!bench_compile\.)(?!\w+\.Slow)(?!.*\(.compiled)' -a rounds=2 -a repeat=3
 bench: asv-machine valgrind
-	@rc=0; $(QUIET) $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr HEAD^! || rc=$$?; \
+	@rc=0; $(QUIET) $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr $(BENCH_ARGS) \
+	  HEAD^! || rc=$$?; \
 	$(MAKE) --no-print-directory site || exit $$?; \
 	echo "bench: asv run exit $$rc; serve the site with: make preview"; exit $$rc
 
-# Whole suite, one sample each, in this interpreter (no environment build, nothing saved).
+bench-full:
+	$(MAKE) --no-print-directory bench BENCH_ARGS=
+
+# Every benchmark once, in this interpreter (no environment build, nothing saved): the
+# torch.compile entries in one smoke case (each process compiles again: minutes).
+QUICK_ARGS ?= -b '^(?!bench_compile\.)(?!.*\(.compiled)' \
+  -b '^bench_time\.TimeSoftmaxLoss\.time_forward\(.compiled., .128x100., .float32., .cpu.\)'
 bench-quick: asv-machine
 	$(PYTHON) -m softmaxloss build-ext
-	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr --machine "$(MACHINE)"
+	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr \
+	  --machine "$(MACHINE)" $(QUICK_ARGS)
 
 # make gate BASE=<rev>: BASE vs HEAD (python -m lossbench gate). The command exits 1 on a
 # regression, 2 on bad input and 3 on a benchmark failure; make itself turns any failure

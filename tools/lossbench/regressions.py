@@ -67,4 +67,3 @@ def new_at(html_dir, commit: str) -> list[Jump]:
             if bad == revision:
                 out.append(Jump(name, params, gate.family(probe), before, after))
     return out
-

@@ -25,9 +25,7 @@ DEFAULT_INJECTIONS = ",".join(CATALOGUE)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "detection-power", help="known regressions vs the gate", description=__doc__
-    )
+    p = sub.add_parser("detection-power", help="known regressions vs the gate", description=__doc__)
     p.add_argument("--repo", default=".", help="repository to build on (its HEAD)")
     p.add_argument(
         "--workdir",

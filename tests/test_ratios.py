@@ -33,7 +33,7 @@ def test_ratios_json_holds_every_impl_and_ratios_of_its_own_numbers(tmp_path, ca
             s["autograd"]["backward"] / s["manual"]["backward"]
         )
         assert "torch / fused (peak extra memory)" not in case["ratios"]
-    assert printed.count("ratios (> 1: the second is better):") == 2
+    assert printed.count("ratio (> 1: the second is better)") == 2
     for name in softmaxloss.IMPLEMENTATIONS:
         assert re.search(rf"^{name}\s+\d", printed, re.M), name
 

@@ -8,6 +8,7 @@ and the markdown of one table always agree.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 
 
@@ -30,11 +31,13 @@ def render(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for i, name in enumerate(header):
         table.add_column(name, justify="right" if i in right else "left", no_wrap=True)
     for row in rows:
         table.add_row(*row)
     out = io.StringIO()
     Console(file=out, width=10_000, no_color=True, highlight=False).print(table)
-    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
+    text = "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
+    text = textwrap.dedent(text)  # rich pads the left edge
+    return f"{title}\n{text}" if title else text

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from lossbench import harness
+from lossbench import harness, tables
 from lossbench.errors import UsageError
 from lossbench.reference import grad_l1_distance, measure, reference_loss_and_grad
 from softmaxloss import IMPLEMENTATIONS
@@ -111,25 +111,26 @@ def _json_safe(obj):
 
 def format_table(rep) -> str:
     cfg = rep["config"]
-    lines = [
+    title = (
         f"softmax cross-entropy, {cfg['size']}x{cfg['classes']} {cfg['dtype']} on "
         f"{cfg['device']} (seed {cfg['seed']}, torch {cfg['torch']}, "
-        f"{cfg['threads']} threads, median of {cfg['repeats']})",
-        f"exact reference loss: {rep['reference_loss']:.17g}",
-        "",
-        f"{'impl':<16}{'loss':>22}{'loss err':>11}{'grad err':>11}{'forward':>12}{'backward':>12}",
-        f"{'':<16}{'':>22}{'(eps)':>11}{'(eps)':>11}{'(ms)':>12}{'(ms)':>12}",
+        f"{cfg['threads']} threads, median of {cfg['repeats']})\n"
+        f"exact reference loss: {rep['reference_loss']:.17g}"
+    )
+    header = ["impl", "loss", "loss err (eps)", "grad err (eps)", "forward (ms)", "backward (ms)"]
+    rows = [
+        [
+            name,
+            f"{loss:.17g}",
+            f"{rep['loss_error_eps'][name]:.3g}",
+            f"{rep['grad_error_eps'][name]:.3g}",
+            f"{rep['seconds'][name]['forward'] * 1e3:.2f}",
+            f"{rep['seconds'][name]['backward'] * 1e3:.2f}",
+        ]  # fmt: skip
+        for name, loss in rep["loss"].items()
     ]
-    for name, loss in rep["loss"].items():
-        sec = rep["seconds"][name]
-        lines.append(
-            f"{name:<16}{loss:>22.17g}{rep['loss_error_eps'][name]:>11.3g}"
-            f"{rep['grad_error_eps'][name]:>11.3g}{sec['forward'] * 1e3:>12.2f}"
-            f"{sec['backward'] * 1e3:>12.2f}"
-        )
-    for name, err in rep["errors"].items():
-        lines.append(f"{name:<16}failed: {err}")
-    lines.append("")
+    rows += [[name, f"failed: {err}", "", "", "", ""] for name, err in rep["errors"].items()]
+    lines = [title, tables.render(header, rows, right=range(1, 6)), ""]
     lines.append(
         f"L1 distance of gradients, manual vs autograd: {rep['grad_l1_distance']:.3g}"
         + (

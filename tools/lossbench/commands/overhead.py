@@ -22,7 +22,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from lossbench import harness
+from lossbench import harness, tables
 from lossbench.errors import UsageError
 from softmaxloss import IMPLEMENTATIONS, _cpu_ext
 
@@ -107,10 +107,9 @@ def _range(values, fmt) -> str:
 
 def markdown(results: list[dict], names: list[str]) -> str:
     """One row per size: the baseline's time, then each entry's ratio to it (ranges)."""
-    head = f"| size | `F.cross_entropy` ({BASELINE}) | " + " | ".join(
-        f"`{n}`" for n in names if n != BASELINE
-    )
-    lines = [head + " |", "|---" * (len(names) + 1) + "|"]
+    header = ["size", f"`F.cross_entropy` ({BASELINE})"]
+    header += [f"`{n}`" for n in names if n != BASELINE]
+    lines = []
     for size in results[0]:
         rounds = [r[size]["seconds"] for r in results]
         base = [s[BASELINE] for s in rounds]
@@ -124,8 +123,8 @@ def markdown(results: list[dict], names: list[str]) -> str:
                 continue
             ratios = [v / b for v, b in zip(vals, base, strict=True)]
             cells.append(_range(ratios, lambda r: f"{r:.2f}x"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return tables.render(header, lines, markdown=True)
 
 
 def run(args) -> int:

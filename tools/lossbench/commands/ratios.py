@@ -20,7 +20,7 @@ import os
 
 import torch
 
-from lossbench import harness
+from lossbench import harness, tables
 from lossbench.errors import UsageError
 from softmaxloss import IMPLEMENTATIONS
 
@@ -124,24 +124,26 @@ def measure_case(rows, classes, dtype, repeats, memory=True, impls=None) -> dict
 
 def format_case(case) -> str:
     rows, classes = case["shape"]
-    lines = [
-        f"{rows}x{classes} {case['dtype']}, {case['threads']} threads, median of {case['repeats']}",
-        f"{'impl':<18}{'forward ms':>12}{'backward ms':>13}{'fwd+bwd ms':>12}{'peak extra':>12}",
-    ]
+    title = (
+        f"{rows}x{classes} {case['dtype']}, {case['threads']} threads, median of {case['repeats']}"
+    )
+    header = ["impl", "forward ms", "backward ms", "fwd+bwd ms", "peak extra (buffers)"]
+    body = []
     for name, t in case["seconds"].items():
         peak = case["peak_extra_buffers"].get(name)
-        peak_s = f"{peak:9.2f} buf" if peak is not None else f"{'-':>12}"
+        peak = "-" if peak is None else f"{peak:.2f}"
         if t is None:
-            lines.append(f"{name:<18}{'cannot run':>37}{peak_s}")
-            continue
-        lines.append(
-            f"{name:<18}{t['forward'] * 1e3:>12.2f}{t['backward'] * 1e3:>13.2f}"
-            f"{t['total'] * 1e3:>12.2f}{peak_s}"
-        )
-    lines.append("ratios (> 1: the second is better):")
-    for label, r in case["ratios"].items():
-        lines.append(f"  {label:<44}{f'{r:6.2f}x' if r else '   n/a'}")
-    return "\n".join(lines)
+            body.append([name, "cannot run", "", "", peak])
+        else:
+            ms = [f"{t[k] * 1e3:.2f}" for k in ("forward", "backward", "total")]
+            body.append([name, *ms, peak])
+    ratios = [[label, f"{r:.2f}x" if r else "n/a"] for label, r in case["ratios"].items()]
+    return "\n".join(
+        [
+            tables.render(header, body, title=title, right=(1, 2, 3, 4)),
+            tables.render(["ratio (> 1: the second is better)", ""], ratios, right=(1,)),
+        ]
+    )
 
 
 def _cases(args) -> list[tuple[int, int, str]]:

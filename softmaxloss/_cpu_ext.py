@@ -1,4 +1,4 @@
-"""The C++ Functions for small CPU calls (``csrc/lean_cpu.cpp``), built once per content.
+"""The C++ Functions for small CPU calls (``csrc/cross_entropy_cpu.cpp``), built once per content.
 
 Small calls are dominated by per-call overhead: a Python ``autograd.Function`` costs tens of
 microseconds in Python and tiny tensor ops, more than the arithmetic of a 128x100 input. The
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "lean_cpu.cpp"
+SOURCE = Path(__file__).parent / "csrc" / "cross_entropy_cpu.cpp"
 ENV_SWITCH = "SOFTMAXLOSS_CPU_EXT"
 ENV_DIR = "SOFTMAXLOSS_EXT_DIR"
 PREFIX = "softmaxloss_cpu_"

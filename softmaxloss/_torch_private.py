@@ -5,7 +5,7 @@
   more than the arithmetic on these machines (the first touch of 40 MB) and, for the fused
   gradient, one extra buffer of peak memory.
 * ``torch._log_softmax(x, dim, half_to_float, out=...)``: log-softmax written into an existing
-  buffer (the lean path's chunked forward of ``manual``).
+  buffer (``manual``'s chunked forward: log p at the targets).
 * ``tensor._base``: the tensor a view was taken of (None for a tensor that owns its storage).
   Used to refuse ``inplace=True`` on a view of a leaf that requires grad.
 * ``torch.nn._reduction.legacy_get_string(size_average, reduce)``: the deprecated

@@ -4,9 +4,14 @@ The argument checks run eagerly, outside the compiled region (they raise Python 
 and read values, which would break the graph); only the math is compiled, and it compiles to
 one graph without breaks (tests/test_compiled.py checks it):
 
-* ``compiled``: the stable autograd twin (``impl="autograd"``'s lean forward; autograd,
+* ``compiled``: the autograd twin (``impl="autograd"``: ``manual``'s forward math; autograd,
   through AOTAutograd, derives and compiles the backward);
-* ``compiled_manual``: the hand-written ``impl="manual"`` lean Function, forward and backward.
+* ``compiled_manual``: ``manual``'s hand-written Python Function (``ManualCrossEntropy``),
+  forward and backward.
+
+Both run the registry's case (class indices in ``[0, C)``, no class weights, no smoothing,
+mean), which the Functions take on their fast path. Which backend serves is fixed here (the
+Python code, which the compiler traces), not decided per call as in ``functional._run``.
 
 ``torch.compile``'s defaults, as a user would call it: the first shape is compiled static (a
 training loop with a fixed batch never compiles again); a second shape recompiles with
@@ -47,16 +52,21 @@ def unavailable_reason() -> str | None:
     return None
 
 
+_MEAN = functional.Reduction.MEAN
+
+
 def _autograd_math(x, target):
-    """the autograd twin of ``manual``'s lean forward (autograd derives the backward)."""
+    """the autograd twin of ``manual``'s forward (autograd derives the backward)."""
     cdt = functional._compute_dtype(x.dtype)
-    return functional.lean_loss(x.to(cdt), target.long(), None, 1, "autograd").to(x.dtype)
+    loss = functional._autograd_rows(x.to(cdt), target.long(), None, None, _MEAN, 0.0)
+    return loss.to(x.dtype)
 
 
 def _manual_math(x, target):
-    """the hand-written lean ``manual`` Function, forward and backward."""
+    """the hand-written ``manual`` Function, forward and backward."""
     cdt = functional._compute_dtype(x.dtype)
-    return functional.lean_loss(x.to(cdt), target.long(), None, 1, "manual").to(x.dtype)
+    loss = functional.ManualCrossEntropy.apply(x.to(cdt), target.long(), None, _MEAN)
+    return loss.to(x.dtype)
 
 
 _MATH = {"compiled": _autograd_math, "compiled_manual": _manual_math}

@@ -145,15 +145,16 @@ def kept_file(tmp_path):
 
 
 @pytest.fixture(params=["cpp", "python"])
-def lean_backend(request, monkeypatch):
-    """Which backend serves lean CPU calls of manual and fused: ``"cpp"``, the C++ Functions
+def cpu_backend(request, monkeypatch):
+    """Which Functions serve CPU calls of manual and fused in the simple case (class indices,
+    no class weights, no label smoothing): ``"cpp"``, the C++ Functions
     (``softmaxloss._cpu_ext``; skipped where they cannot be built), or ``"python"``, the
-    Python Functions they replace (which still serve CUDA, torch.compile and machines
+    Python Functions (which serve every other case, CUDA, torch.compile and machines
     without a compiler)."""
     from softmaxloss import _cpu_ext
 
     if request.param == "python":
         monkeypatch.setattr(_cpu_ext, "_loaded", [None])
     elif _cpu_ext.module() is None:
-        pytest.skip(f"no C++ lean path here: {_cpu_ext.status()}")
+        pytest.skip(f"no C++ Functions here: {_cpu_ext.status()}")
     return request.param

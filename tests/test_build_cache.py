@@ -36,7 +36,7 @@ def built(tmp_path_factory):
     if _cpu_ext.unavailable_reason() is not None:
         pytest.skip(_cpu_ext.status())
     cache = tmp_path_factory.mktemp("cache")
-    source = tmp_path_factory.mktemp("src") / "lean_cpu.cpp"
+    source = tmp_path_factory.mktemp("src") / "cross_entropy_cpu.cpp"
     source.write_text(TINY.format(answer=42))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_cpu_ext, "SOURCE", source)
@@ -50,7 +50,7 @@ def tiny(built, tmp_path, monkeypatch):
     """The tiny source in place of the real one (answer 42, already in the module's cache),
     and a list of the builds made."""
     cache, _ = built
-    source = tmp_path / "src" / "lean_cpu.cpp"
+    source = tmp_path / "src" / "cross_entropy_cpu.cpp"
     source.parent.mkdir()
     source.write_text(TINY.format(answer=42))
     monkeypatch.setattr(_cpu_ext, "SOURCE", source)
@@ -71,7 +71,7 @@ def build(isa="DEFAULT"):
 
 
 def test_the_key_is_the_content_not_the_file(tmp_path):
-    copy = tmp_path / "lean_cpu.cpp"
+    copy = tmp_path / "cross_entropy_cpu.cpp"
     copy.write_bytes(_cpu_ext.SOURCE.read_bytes())
     os.utime(copy, (1e9, 1e9))  # another path, another date: pip's reinstall does this
     key = _cpu_ext.build_key("AVX2", copy.read_bytes())

@@ -1,12 +1,14 @@
-"""The C++ lean path for the CPU (``softmaxloss._cpu_ext``, ``csrc/lean_cpu.cpp``).
+"""The C++ Functions for the CPU (``softmaxloss._cpu_ext``, ``csrc/cross_entropy_cpu.cpp``).
 
-Both lean backends, the C++ Functions and the Python ones they replace on the CPU (which
-still serve CUDA, ``torch.compile`` and machines without a compiler), are checked against
+Both backends of the simple case (class indices, no class weights, no smoothing) on the
+CPU, the C++ Functions and the Python Functions (which serve every other case, CUDA,
+``torch.compile`` and machines without a compiler), are checked against
 float64 ``F.cross_entropy`` on the same grid: dtypes, reductions, ignored rows, class
 counts around the vector widths and the four-way unrolled row loops (1, 7, 8, 9, 17, 64,
 100, 200 classes). Also: the backend really in
 use (the grad_fn), the fallback when the build fails, the switch, the double-backward
-refusal and the caller contract the C++ code checks.
+refusal, the caller contract the C++ code checks and the reduction's values, which the
+Python and C++ code must agree on.
 """
 
 from __future__ import annotations
@@ -19,22 +21,24 @@ import zlib
 
 import pytest
 import torch
+from conftest import assert_normwise, f_reference
 from test_parity import check_parity, make_case
 
 from softmaxloss import _cpu_ext, cross_entropy
 from softmaxloss.__main__ import main
+from softmaxloss.functional import Reduction
 
 GRAD_FN = {
     ("cpp", "manual"): "ManualCpu",
     ("cpp", "fused"): "FusedCpu",
-    ("python", "manual"): "LeanManualBackward",
-    ("python", "fused"): "LeanFusedBackward",
+    ("python", "manual"): "ManualCrossEntropyBackward",
+    ("python", "fused"): "FusedCrossEntropyBackward",
 }
 
 
 @pytest.fixture
-def backend(lean_backend):
-    return lean_backend
+def backend(cpu_backend):
+    return cpu_backend
 
 
 def test_the_extension_builds_where_it_can():
@@ -113,6 +117,23 @@ def test_the_row_max_is_found_in_every_lane(backend, impl, dtype, column):
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
+def test_repeated_backward_accumulates(backend, impl):
+    """grad_output 1 (fused hands its buffer over as the .grad) with retain_graph: three
+    backwards of one graph accumulate three gradients (the buffer handed over must not be
+    the one a later backward reads)."""
+    x, t = torch.randn(6, 9, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 4, 8])
+    _, ref_grad, _ = f_reference(x, t)
+    xi = x.clone().requires_grad_()
+    loss = cross_entropy(xi, t, impl=impl)
+    assert GRAD_FN[backend, impl] in loss.grad_fn.name()
+    loss.backward(retain_graph=True)
+    assert_normwise(xi.grad, ref_grad, 1e-12, "first backward")
+    loss.backward(retain_graph=True)
+    loss.backward()
+    assert_normwise(xi.grad, 3 * ref_grad, 1e-12, "three accumulated backwards")
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
 def test_double_backward_is_refused(backend, impl):
     x = torch.randn(3, 5, requires_grad=True)
     loss = cross_entropy(x * 1, torch.tensor([0, 1, 2]), impl=impl)
@@ -178,7 +199,22 @@ def test_the_switch_turns_it_off(monkeypatch):
     assert _cpu_ext.module() is None
     assert _cpu_ext.status() == f"Python Functions ({_cpu_ext.ENV_SWITCH}=0)"
     loss = cross_entropy(torch.randn(3, 4, requires_grad=True) * 1, torch.tensor([0, 1, 2]))
-    assert "LeanManualBackward" in loss.grad_fn.name()
+    assert "ManualCrossEntropyBackward" in loss.grad_fn.name()
+
+
+def test_the_reduction_has_the_same_values_in_python_and_cpp():
+    """softmaxloss.functional.Reduction and the C++ ``enum class Reduction``: the values the
+    built module reports, and those its source declares (checked without a build)."""
+    python = {r.name: r.value for r in Reduction}
+    assert python == {"NONE": 0, "MEAN": 1, "SUM": 2}
+    source = _cpu_ext.SOURCE.read_text()
+    (body,) = re.findall(r"enum class Reduction : int64_t \{([^}]*)\};", source)
+    declared = dict(re.fullmatch(r"\s*(\w+) = (\d+)\s*", e).groups() for e in body.split(","))
+    assert {k.upper(): int(v) for k, v in declared.items()} == python
+    ext = _cpu_ext.module()
+    if ext is None:
+        pytest.skip(_cpu_ext.status())
+    assert dict(ext.REDUCTION_VALUES) == python
 
 
 def test_unknown_instruction_set_is_refused():
@@ -199,8 +235,10 @@ def test_the_cpp_functions_check_their_contract(entry):
         fn(x, t.int(), None, 1)
     with pytest.raises(RuntimeError, match="kept must be"):
         fn(x, t, torch.ones(4), 1)
-    with pytest.raises(RuntimeError, match="code must be"):
+    with pytest.raises(RuntimeError, match="reduction must be 0 .NONE., 1 .MEAN. or 2 .SUM."):
         fn(x, t, None, 3)
+    with pytest.raises(RuntimeError, match="reduction must be"):
+        fn(x, t, None, -1)
     with pytest.raises(RuntimeError, match=r"t must hold class indices in \[0, C\)"):
         fn(x, torch.tensor([0, 1, 6, 3]), None, 1)
     with pytest.raises(RuntimeError, match=r"t must hold class indices in \[0, C\)"):
@@ -232,16 +270,16 @@ def test_build_ext_says_why_it_builds_nothing(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("entry", ["manual", "fused"])
-@pytest.mark.parametrize("code", [0, 1, 2])
+@pytest.mark.parametrize("reduction", list(Reduction), ids=lambda r: r.name.lower())
 @pytest.mark.parametrize("ignored", [False, True])
-def test_gradcheck_of_the_cpp_functions(entry, code, ignored):
+def test_gradcheck_of_the_cpp_functions(entry, reduction, ignored):
     """Central finite differences in float64 of the C++ Functions themselves."""
     ext = _cpu_ext.module()
     if ext is None:
         pytest.skip(_cpu_ext.status())
-    gen = torch.Generator().manual_seed(code)
+    gen = torch.Generator().manual_seed(int(reduction))
     x = torch.randn(6, 9, generator=gen, dtype=torch.float64, requires_grad=True)
     t = torch.randint(0, 9, (6,), generator=gen)
     kept = torch.tensor([True, False, True, True, False, True]) if ignored else None
     fn = getattr(ext, entry)
-    assert torch.autograd.gradcheck(lambda a: fn(a, t, kept, code), (x,))
+    assert torch.autograd.gradcheck(lambda a: fn(a, t, kept, reduction), (x,))

@@ -13,13 +13,7 @@ import torch
 from torch.autograd import gradcheck
 
 import softmaxloss
-from softmaxloss.functional import (
-    FusedCrossEntropy,
-    LeanFused,
-    LeanManual,
-    ManualCrossEntropy,
-    ManualCrossEntropyProb,
-)
+from softmaxloss.functional import FusedCrossEntropy, ManualCrossEntropy, Reduction
 from softmaxloss.naive import NaiveSoftmaxLoss
 
 OPTIONS = {
@@ -92,35 +86,48 @@ def test_gradcheck_fused_probability_targets_wrt_input(reduction):
     )
 
 
-def test_gradcheck_functions_directly():
-    """The autograd.Function classes themselves (first output), not only via cross_entropy."""
-    x, t, _ = _inputs(6)
-    w = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
-    p = torch.softmax(torch.randn(5, 4, dtype=torch.float64), 1).requires_grad_(True)
-    for code in (0, 1, 2):
-        assert gradcheck(lambda x, c=code: ManualCrossEntropy.apply(x, t, w, 1, c, 0.1)[0], (x,))
-        assert gradcheck(
-            lambda x, p, c=code: ManualCrossEntropyProb.apply(x, p, w, c, 0.1)[0], (x, p)
-        )
-        assert gradcheck(
-            lambda x, c=code: FusedCrossEntropy.apply(x, t, w, 1, c, 0.1, False, False)[0],
-            (x,),
-        )
+FUNCTIONS = {
+    "manual": lambda x, t, kept, w, r, e: ManualCrossEntropy.apply(x, t, kept, r, w, e),
+    "fused": lambda x, t, kept, w, r, e: FusedCrossEntropy.apply(x, t, kept, r, False, w, e),
+}
 
 
-@pytest.mark.parametrize("code", [0, 1, 2], ids=["none", "mean", "sum"])
-@pytest.mark.parametrize("ignored", [False, True])
-def test_gradcheck_lean_functions_directly(code, ignored):
-    """The lean path's Functions ((N, C), class indices, no weight, no smoothing), with no
-    row ignored (``kept=None``) and with a kept-row mask."""
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("reduction", list(Reduction), ids=lambda r: r.name.lower())
+@pytest.mark.parametrize(
+    "option",
+    ["simple", "ignored", "weight", "smoothing", "weight_ignored_smoothing"],
+)
+def test_gradcheck_functions_directly_index_targets(name, reduction, option):
+    """Each hand-written Function itself on (M, C) rows of class indices: the simple case
+    (no row ignored: ``kept=None``, no weight, no smoothing) and every option."""
     x, t, _ = _inputs(8, shape=(6, 5))
-    kept = None
-    if ignored:
+    kept = w = None
+    smoothing = 0.2 if "smoothing" in option else 0.0
+    if "ignored" in option:
         kept = torch.tensor([True, False, True, True, False, True])
         t = t.masked_fill(~kept, 0)
-    t2 = t[:, None]
-    assert gradcheck(lambda x: LeanManual.apply(x, t2, kept, code), (x,))
-    assert gradcheck(lambda x: LeanFused.apply(x, t2, kept, code, False), (x,))
+    if "weight" in option:
+        w = torch.tensor([0.5, 1.0, 2.0, 1.5, 0.75], dtype=torch.float64)
+    fn = FUNCTIONS[name]
+    assert gradcheck(lambda x: fn(x, t, kept, w, reduction, smoothing), (x,))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("reduction", list(Reduction), ids=lambda r: r.name.lower())
+@pytest.mark.parametrize("option", ["plain", "weight_smoothing"])
+def test_gradcheck_functions_directly_probability_targets(name, reduction, option):
+    """Each hand-written Function itself on (M, C) rows of class probabilities, with respect
+    to the logits and to the target (its own gradient: it requires grad)."""
+    x, _, _ = _inputs(6)
+    w, smoothing = None, 0.0
+    if option == "weight_smoothing":
+        w, smoothing = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64), 0.1
+    gen = torch.Generator().manual_seed(9)
+    p = torch.softmax(torch.randn(5, 4, generator=gen, dtype=torch.float64), 1)
+    fn = FUNCTIONS[name]
+    assert gradcheck(lambda x, p: fn(x, p, None, w, reduction, smoothing), (x, p.requires_grad_()))
+    assert gradcheck(lambda x: fn(x, p.detach(), None, w, reduction, smoothing), (x,))
 
 
 def test_gradcheck_naive_manual():

@@ -1,6 +1,6 @@
 """The class-index range check (``_validate.check_index_range``): one ``aminmax`` on the CPU,
 the entry-wise check only when the range leaves ``[0, C)``, and what it proves about
-ignored entries (the lean path skips the row mask when none can be ignored)."""
+ignored entries (the Functions skip the row mask when none can be ignored)."""
 
 from __future__ import annotations
 

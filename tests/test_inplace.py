@@ -4,8 +4,8 @@ Checked: the gradient equals F.cross_entropy's (float64 reference), the storage 
 (data_ptr of the gradient autograd passes upstream), autograd's version counter turns a
 logits tensor saved by another node into a RuntimeError at backward (never a silently wrong
 gradient), and leaf inputs / non-fused impls / unsupported layouts are refused. Every test
-runs twice on the CPU: with the C++ lean path and with the Python Functions
-(``lean_backend``).
+runs twice on the CPU: with the C++ Functions serving the simple case and with the Python
+Functions serving every call (``cpu_backend``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from softmaxloss import SoftmaxCrossEntropyLoss, cross_entropy
 
 
 @pytest.fixture(autouse=True)
-def _both_lean_backends(lean_backend):
-    return lean_backend
+def _both_cpu_backends(cpu_backend):
+    return cpu_backend
 
 
 def _h(shape=(6, 5), dtype=torch.float64, seed=0):

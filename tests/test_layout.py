@@ -124,7 +124,7 @@ def test_the_wheel_ships_the_loss_only(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"softmaxloss"}, tops
-    assert "softmaxloss/csrc/lean_cpu.cpp" in names
+    assert "softmaxloss/csrc/cross_entropy_cpu.cpp" in names
     assert not [n for n in names if any(w in n for w in ("gate", "history", "merge", "site"))]
 
 

@@ -1,13 +1,15 @@
-// The lean path of `manual` and `fused` on the CPU, as C++ autograd Functions.
+// The C++ Functions of `manual` and `fused` on the CPU: ManualCpu and FusedCpu, autograd
+// Functions for the simple case (class indices, no class weights, no label smoothing).
 //
-// Same contract and math as the Python Functions `LeanManual` and `LeanFused` in
-// functional.py (which serve CUDA, torch.compile and machines without a compiler): (M, C)
+// Same contract and math as the simple case of the Python Functions `ManualCrossEntropy` and
+// `FusedCrossEntropy` in functional.py (which serve every other case, CUDA, torch.compile
+// and machines without a compiler; `functional._run` decides which serves a call): (M, C)
 // contiguous float32/float64 logits x, int64 class indices t (ignored rows pointed at any
 // valid class), an optional bool mask `kept` of kept rows (absent: none ignored), and the
-// reduction code (0 none, 1 mean, 2 sum). Written in C++ for small calls: a Python
-// autograd.Function costs tens of microseconds per call in Python and tiny tensor ops, more
-// than the arithmetic of a 128x100 input. The row loops use ATen's vectorised exp (Sleef,
-// 1-ulp), the one F.cross_entropy's softmax uses.
+// reduction (`Reduction` below, the values of softmaxloss.functional.Reduction). Written in
+// C++ for small calls: a Python autograd.Function costs tens of microseconds per call in
+// Python and tiny tensor ops, more than the arithmetic of a 128x100 input. The row loops use
+// ATen's vectorised exp (Sleef, 1-ulp), the one F.cross_entropy's softmax uses.
 //
 // For one row n (m_n = max_c x_nc, s_n = sum_c exp(x_nc - m_n)):
 //   l_n            = (m_n - x_{n,t_n}) + log s_n       (both terms >= 0: no cancellation)
@@ -32,6 +34,22 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
 constexpr int64_t kGrain = 16;  // rows per parallel task
+
+// The reduction: the values of softmaxloss.functional.Reduction (NONE, MEAN, SUM), which the
+// Python caller passes as an integer. The module exposes them as REDUCTION_VALUES, and
+// tests/test_cpu_ext.py fails if the two ever disagree.
+enum class Reduction : int64_t { None = 0, Mean = 1, Sum = 2 };
+
+int64_t value_of(Reduction reduction) { return static_cast<int64_t>(reduction); }
+
+// The reduction an integer from Python names; refuses any other value.
+Reduction reduction_of(int64_t value) {
+  TORCH_CHECK(value >= value_of(Reduction::None) && value <= value_of(Reduction::Sum),
+              "reduction must be ", value_of(Reduction::None), " (NONE), ",
+              value_of(Reduction::Mean), " (MEAN) or ", value_of(Reduction::Sum),
+              " (SUM), the values of softmaxloss.functional.Reduction; got ", value);
+  return static_cast<Reduction>(value);
+}
 
 void refuse_double_backward() {
   TORCH_CHECK(
@@ -185,14 +203,14 @@ void loss_and_grad_rows(const Tensor& x, const Tensor& t, const bool* kept, T r,
 // The reduced loss from the rows: the rows themselves (none), or their sum (sum) or sum / D
 // (mean; 0 / 0 = NaN when nothing is kept, as F), accumulated in float64 so that the mean
 // of many rows keeps its digits.
-Tensor reduce_rows(const Tensor& rows, int64_t code, int64_t D) {
-  if (code == 0) return rows;
+Tensor reduce_rows(const Tensor& rows, Reduction reduction, int64_t D) {
+  if (reduction == Reduction::None) return rows;
   double total = 0.0;
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "softmaxloss_reduce", [&] {
     const scalar_t* r = rows.const_data_ptr<scalar_t>();
     for (int64_t n = 0; n < rows.size(0); ++n) total += r[n];
   });
-  if (code == 1) total /= static_cast<double>(D);
+  if (reduction == Reduction::Mean) total /= static_cast<double>(D);
   return at::scalar_tensor(total, rows.options());
 }
 
@@ -206,22 +224,27 @@ struct Scale {
   double all = 1.0;
 };
 
-Scale row_scale(const Tensor& grad_output, int64_t code, int64_t D) {
+Scale row_scale(const Tensor& grad_output, Reduction reduction, int64_t D) {
   Scale s;
-  if (code == 0) {
+  if (reduction == Reduction::None) {
     s.rows = grad_output.contiguous();
   } else {
     s.all = grad_output.item<double>();
-    if (code == 1) s.all /= static_cast<double>(D);
+    if (reduction == Reduction::Mean) s.all /= static_cast<double>(D);
   }
   return s;
+}
+
+// The reduction a node saved (autograd's saved_data holds integers).
+Reduction saved_reduction(AutogradContext* ctx) {
+  return static_cast<Reduction>(ctx->saved_data["reduction"].toInt());
 }
 
 // manual: forward keeps per-row m_n and log s_n (nothing logits-sized); backward
 // recomputes p from them in one pass.
 struct ManualCpu : public torch::autograd::Function<ManualCpu> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& t,
-                        const std::optional<Tensor>& kept, int64_t code) {
+                        const std::optional<Tensor>& kept, Reduction reduction) {
     const int64_t M = x.size(0), D = kept_count(kept, M);
     Tensor loss = at::empty({M}, x.options()), m = at::empty({M}, x.options()),
            log_s = at::empty({M}, x.options());
@@ -230,9 +253,9 @@ struct ManualCpu : public torch::autograd::Function<ManualCpu> {
                           m.data_ptr<scalar_t>(), log_s.data_ptr<scalar_t>());
     });
     ctx->save_for_backward({x, t, kept.value_or(Tensor()), m, log_s});
-    ctx->saved_data["code"] = code;
+    ctx->saved_data["reduction"] = value_of(reduction);
     ctx->saved_data["D"] = D;
-    return reduce_rows(loss, code, D);
+    return reduce_rows(loss, reduction, D);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -240,11 +263,13 @@ struct ManualCpu : public torch::autograd::Function<ManualCpu> {
     auto saved = ctx->get_saved_variables();
     const Tensor &x = saved[0], &t = saved[1], &kept = saved[2], &m = saved[3], &log_s = saved[4];
     std::optional<Tensor> kept_opt = kept.defined() ? std::optional<Tensor>(kept) : std::nullopt;
-    const int64_t code = ctx->saved_data["code"].toInt(), D = ctx->saved_data["D"].toInt();
+    const Reduction reduction = saved_reduction(ctx);
+    const int64_t D = ctx->saved_data["D"].toInt();
     Tensor g = at::empty_like(x);
-    Scale s = row_scale(grads[0], code, D);
+    Scale s = row_scale(grads[0], reduction, D);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmaxloss_manual_backward", [&] {
-      const scalar_t* r_rows = code == 0 ? s.rows.const_data_ptr<scalar_t>() : nullptr;
+      const scalar_t* r_rows =
+          reduction == Reduction::None ? s.rows.const_data_ptr<scalar_t>() : nullptr;
       grad_rows<scalar_t>(x, t, kept_ptr(kept_opt), m.const_data_ptr<scalar_t>(),
                           log_s.const_data_ptr<scalar_t>(), r_rows,
                           static_cast<scalar_t>(s.all), g);
@@ -259,42 +284,45 @@ struct ManualCpu : public torch::autograd::Function<ManualCpu> {
 // scales it (or hands it over as it is when grad_output is 1).
 struct FusedCpu : public torch::autograd::Function<FusedCpu> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& t,
-                        const std::optional<Tensor>& kept, int64_t code, bool inplace) {
+                        const std::optional<Tensor>& kept, Reduction reduction, bool inplace) {
     const int64_t M = x.size(0), D = kept_count(kept, M);
     Tensor loss = at::empty({M}, x.options());
     Tensor g = inplace ? x : at::empty_like(x);
     if (inplace) torch::autograd::impl::bump_version(x);
     // r_n before grad_output: 1 / D (mean), 1 (sum, none)
-    const double r = code == 1 ? 1.0 / static_cast<double>(D) : 1.0;
+    const double r = reduction == Reduction::Mean ? 1.0 / static_cast<double>(D) : 1.0;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmaxloss_fused_forward", [&] {
       loss_and_grad_rows<scalar_t>(x, t, kept_ptr(kept), static_cast<scalar_t>(r),
                                    loss.data_ptr<scalar_t>(), g);
     });
     ctx->save_for_backward({g});
-    ctx->saved_data["code"] = code;
-    return reduce_rows(loss, code, D);
+    ctx->saved_data["reduction"] = value_of(reduction);
+    ctx->saved_data["inplace"] = inplace;
+    return reduce_rows(loss, reduction, D);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     refuse_double_backward();
     Tensor g = ctx->get_saved_variables()[0];
     const Tensor& go = grads[0];
-    if (ctx->saved_data["code"].toInt() == 0) {
+    if (saved_reduction(ctx) == Reduction::None) {
       g = g * go.unsqueeze(1);
     } else if (go.item<double>() != 1.0) {
       g = g * go;
-    } else {
-      // grad_output 1 (a plain loss.backward()): hand g over. A new tensor over g's storage,
-      // since autograd copies a gradient that something else (the saved variable) holds.
+    } else if (ctx->saved_data["inplace"].toBool()) {
+      // grad_output 1 (a plain loss.backward()): hand g over. With inplace, g is the
+      // caller's logits tensor, which autograd would copy before keeping it as a .grad: a
+      // new tensor over its storage it keeps as is.
       g = g.alias();
     }
+    // else g itself: kept as a .grad without a copy once this node has released its saved
+    // variables, copied while they are kept (retain_graph=True: a later backward reads g)
     return {g, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
 // The Python caller's contract, checked (a wrong layout would read out of bounds).
-void check_contract(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept,
-                    int64_t code) {
+void check_contract(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous() &&
                   (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble),
               "x must be contiguous (M, C) float32/float64 CPU logits");
@@ -304,29 +332,38 @@ void check_contract(const Tensor& x, const Tensor& t, const std::optional<Tensor
   TORCH_CHECK(!kept || (kept->scalar_type() == at::kBool && kept->is_contiguous() &&
                         kept->dim() == 1 && kept->size(0) == x.size(0)),
               "kept must be a contiguous (M,) bool mask");
-  TORCH_CHECK(code >= 0 && code <= 2, "code must be 0 (none), 1 (mean) or 2 (sum)");
   // the row loops index x[n, t_n]: an index outside [0, C) would read out of bounds
   const int64_t *tp = t.const_data_ptr<int64_t>(), C = x.size(1);
   TORCH_CHECK(std::all_of(tp, tp + t.size(0), [C](int64_t v) { return v >= 0 && v < C; }),
               "t must hold class indices in [0, C) (ignored rows pointed at a valid class)");
 }
 
-Tensor manual(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept, int64_t code) {
-  check_contract(x, t, kept, code);
-  return ManualCpu::apply(x, t, kept, code);
+Tensor manual(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept,
+              int64_t reduction) {
+  const Reduction r = reduction_of(reduction);
+  check_contract(x, t, kept);
+  return ManualCpu::apply(x, t, kept, r);
 }
 
-Tensor fused(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept, int64_t code,
-             bool inplace) {
-  check_contract(x, t, kept, code);
-  return FusedCpu::apply(x, t, kept, code, inplace);
+Tensor fused(const Tensor& x, const Tensor& t, const std::optional<Tensor>& kept,
+             int64_t reduction, bool inplace) {
+  const Reduction r = reduction_of(reduction);
+  check_contract(x, t, kept);
+  return FusedCpu::apply(x, t, kept, r, inplace);
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
-  mod.def("manual", &manual, "lean manual: loss, hand-written backward");
-  mod.def("fused", &fused, "lean fused: loss, gradient built in forward (inplace: in x)",
-          pybind11::arg("x"), pybind11::arg("t"), pybind11::arg("kept"), pybind11::arg("code"),
-          pybind11::arg("inplace") = false);
+  mod.def("manual", &manual, "manual (ManualCpu): loss, hand-written backward",
+          pybind11::arg("x"), pybind11::arg("t"), pybind11::arg("kept"),
+          pybind11::arg("reduction"));
+  mod.def("fused", &fused, "fused (FusedCpu): loss, gradient built in forward (inplace: in x)",
+          pybind11::arg("x"), pybind11::arg("t"), pybind11::arg("kept"),
+          pybind11::arg("reduction"), pybind11::arg("inplace") = false);
+  pybind11::dict values;
+  values["NONE"] = value_of(Reduction::None);
+  values["MEAN"] = value_of(Reduction::Mean);
+  values["SUM"] = value_of(Reduction::Sum);
+  mod.attr("REDUCTION_VALUES") = values;
 }

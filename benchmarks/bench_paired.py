@@ -4,15 +4,16 @@ workers (BASE and HEAD alternating, seconds apart), never by ``asv run`` (skippe
 The gate writes what it measured under these names into asv's results, so that the site
 draws the paired timings as series of their own, apart from asv's."""
 
-from benchmarks.bench_threads import TimeThreads
-from benchmarks.bench_time import TimeSoftmaxLoss
+# the modules, not their classes: asv would discover an imported class here as a benchmark
+# of this module too, and run it
+from benchmarks import bench_threads, bench_time
 
 
-class PairedTimeSoftmaxLoss(TimeSoftmaxLoss):
+class PairedTimeSoftmaxLoss(bench_time.TimeSoftmaxLoss):
     def setup(self, impl, size, dtype, device):
         raise NotImplementedError("timed by the gate's paired workers (lossbench.paired)")
 
 
-class PairedTimeThreads(TimeThreads):
+class PairedTimeThreads(bench_threads.TimeThreads):
     def setup(self, impl, size, dtype, threads):
         raise NotImplementedError("timed by the gate's paired workers (lossbench.paired)")

@@ -27,10 +27,20 @@ def test_eager_implementation_reads_the_minimum_of_its_counts():
     bench.setup(cache, "manual", "1024x1000", "float32")
     assert bench.track_backward(cache, "manual", "1024x1000", "float32") == 3
     assert bench.track_cycles_forward(cache, "manual", "1024x1000", "float32") == 80
-    assert bench.track_ll_misses_forward_backward(cache, "manual", "1024x1000", "float32") == 40
-    bench.setup(cache, "manual", "128x100", "float32")
-    with pytest.raises(NotImplementedError, match="last-level misses are counted at"):
-        bench.track_ll_misses_forward(cache, "manual", "128x100", "float32")
+    misses = bi.MissesSoftmaxLoss()
+    misses.setup(cache, "manual", "1024x1000", "float32")
+    assert misses.track_ll_misses_forward_backward(cache, "manual", "1024x1000", "float32") == 40
+
+
+def test_both_classes_share_one_worker():
+    """asv keys setup_cache on the function's module and first line: one key, one worker."""
+    from asv_runner.benchmarks._base import get_setup_cache_key
+
+    keys = {
+        get_setup_cache_key(c.setup_cache)
+        for c in (bi.InstructionsSoftmaxLoss, bi.MissesSoftmaxLoss)
+    }
+    assert len(keys) == 1
 
 
 def test_metrics_from_callgrind_events():

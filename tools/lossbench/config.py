@@ -6,6 +6,7 @@ resolved.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +46,20 @@ def load(path=None) -> AsvConfig:
 def results_dir(path=None) -> Path:
     """The config's ``results_dir``, absolute."""
     return load(path).results_dir
+
+
+def asv_config(path):
+    """asv's own ``Config`` of ``path``, its folders absolute (asv resolves them from the
+    current folder, which is not always the config's)."""
+    import os
+
+    from asv import config as asv_config_module
+
+    conf = asv_config_module.Config.load(str(path))
+    base = Path(path).resolve().parent
+    for key in ("results_dir", "html_dir", "env_dir", "benchmark_dir"):
+        setattr(conf, key, str(base / getattr(conf, key)))
+    if not re.match(r"^[a-z+]+://|^git@", conf.repo):
+        conf.repo = str(base / conf.repo)
+    os.makedirs(conf.results_dir, exist_ok=True)
+    return conf

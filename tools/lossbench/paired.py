@@ -79,11 +79,11 @@ main({bench_dir!r})
 class Settings:
     """The method's knobs; the defaults are the gate's (chosen from docs/gate.md)."""
 
-    pairs: tuple[int, int] = (8, 16)  # screen, confirm
-    early: int = 4  # the screen stops after this many pairs when the case is plainly clean
-    batch_seconds: float = 0.02  # timed work per batch
-    max_calls: int = 400  # calls per batch, at most
-    screen: float = 1.04
+    pairs: tuple[int, int] = (6, 12)  # screen, confirm
+    early: int = 3  # the screen stops after this many pairs when the case is plainly clean
+    batch_seconds: float = 0.015  # timed work per batch
+    max_calls: int = 300  # calls per batch, at most
+    screen: float = 1.05
     threshold: float = 1.10
     alpha: float = 0.01
     env_fix: bool = True  # WORKER_ENV and setarch -R in the workers (off: for comparison)
@@ -358,16 +358,16 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
     """Writes one commit's paired timings into asv's results (``STORE`` names), through
     asv's own API, as ``asv run`` would: the value of a combination is the median of its
     batch medians, the samples are the batch medians. Returns the combinations written."""
-    from asv import config as asv_config
     from asv import environment
     from asv import machine as asv_machine
     from asv import repo as asv_repo
     from asv import results as asv_results
     from asv import runner as asv_runner
 
+    from lossbench.config import asv_config
     from lossbench.results import load_benchmarks
 
-    conf = asv_config.Config.load(conf_path)
+    conf = asv_config(conf_path)
     benchmarks = load_benchmarks(conf.results_dir)
     envs = list(environment.get_environments(conf, None, verbose=False))
     if len(envs) != 1:
@@ -414,10 +414,11 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
 
 def environment_python(conf_path: str) -> str:
     """The interpreter of the config's (one) asv environment, where it exists; else this one."""
-    from asv import config as asv_config
     from asv import environment
 
-    conf = asv_config.Config.load(conf_path)
+    from lossbench.config import asv_config
+
+    conf = asv_config(conf_path)
     for env in environment.get_environments(conf, None, verbose=False):
         path = Path(env._path) / "bin" / "python"
         if path.is_file():

@@ -483,6 +483,10 @@ def _run(input, target, weight, options: Options, spec):
             loss = ManualCrossEntropy.apply(x, t, kept, reduction, *extra)
         else:
             x = x if inplace else x.contiguous()
+            if t.requires_grad and not torch.is_grad_enabled():
+                # forward builds the target's gradient when ctx.needs_input_grad asks for it,
+                # and that reports requires_grad whatever the grad mode
+                t = t.detach()
             loss = FusedCrossEntropy.apply(x, t, kept, reduction, inplace, *extra)
     loss = loss.to(dtype)
     return loss if as_rows or reduction != _NONE else _from_rows(loss, input, spec)

@@ -282,7 +282,7 @@ def _run_worker(tmp, manifest, impls, sizes, repeats, instrument, timeout):
 
 
 def _build_the_counted_extension() -> None:
-    """Builds, natively, the C++ lean path the worker will load (where the measured commit
+    """Builds, natively, the C++ Functions the worker will load (where the measured commit
     has one): under valgrind, which emulates no AVX-512, ATen and with it
     ``softmaxloss._cpu_ext`` dispatch to AVX2, a build of its own. Built inside the worker it
     would cost the build's ~40 s of the count's time budget."""

@@ -57,8 +57,12 @@ LAUNCH = $(eval LAUNCH := $$(shell $(LB) machine launch))$(LAUNCH)
 
 # What the asv targets need in $(PYTHON): asv, and what `python -m lossbench` (run from this
 # checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
+# (pip runs only when one is missing: each make target would otherwise pay ~3 s for it)
 bench-deps:
-	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
+	@$(PYTHON) -c "from importlib.metadata import version as v; \
+	  assert v('torch').startswith('$(TORCH)') and v('asv') == '0.6.6'; \
+	  [v(p) for p in ('numpy', 'rich', 'virtualenv')]" 2>/dev/null || \
+	PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
 	  "torch==$(TORCH)" numpy "rich>=13" "asv==0.6.6" "virtualenv>=20"
 
 # valgrind runs the instruction counts (benchmarks/bench_instructions.py). Installed with

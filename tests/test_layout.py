@@ -142,3 +142,23 @@ def test_help_lists_every_command():
     assert expected <= set(sub.choices)
     for name in sub.choices:
         assert f"    {name}" in proc.stdout, name
+
+
+def test_the_command_table_names_what_each_module_adds():
+    from lossbench.commands import COMMANDS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+    for name, module in COMMANDS.items():
+        only = next(a for a in build_parser(only=name)._actions if a.dest == "command")
+        assert name in only.choices, (name, module)
+
+
+def test_the_asv_helpers_start_without_torch():
+    """make evaluates ``machine`` on every target: it must not pay for importing torch."""
+    probe = (
+        "import sys; from lossbench.commands import main; main(['machine', 'name']); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

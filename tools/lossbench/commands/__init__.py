@@ -10,42 +10,34 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from lossbench.commands import (
-    asv_quiet,
-    bisect,
-    compare,
-    depth,
-    detection,
-    gate,
-    history,
-    machine,
-    overhead,
-    paired,
-    ratios,
-    regressions,
-    site,
-    torch_versions,
-)
 from lossbench.errors import EXIT_OK, EXIT_USAGE, ToolError
 
-COMMANDS = (
-    compare,
-    ratios,
-    overhead,
-    depth,
-    gate,
-    detection,
-    bisect,
-    machine,
-    site,
-    torch_versions,
-    asv_quiet,
-    history,
-    regressions,
-    paired,
-)
+# command -> the module that adds it. Only the module of the command run is imported (the
+# experiments import torch, ~2 s; the asv and git helpers need none of it); --help and a
+# bad command import them all.
+COMMANDS = {
+    "compare": "compare",
+    "ratios": "ratios",
+    "overhead": "overhead",
+    "paired": "paired",
+    "depth": "depth",
+    "gate": "gate",
+    "detection-power": "detection",
+    "bisect": "bisect",
+    "machine": "machine",
+    "site-summary": "site",
+    "offline-site": "site",
+    "torch-versions": "torch_versions",
+    "asv-quiet": "asv_quiet",
+    "history": "history",
+    "backfill-plan": "history",
+    "backfill-local": "history",
+    "merge-results": "history",
+    "regressions": "regressions",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` alone."""
     parser = _Parser(
         prog="python -m lossbench",
         description="lossbench: the measuring tools of softmaxloss (asv suite, regression "
@@ -63,13 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser, metavar="<command>"
     )
-    for module in COMMANDS:
-        module.add_parser(sub)
+    modules = [COMMANDS[only]] if only in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for name in modules:
+        importlib.import_module(f"lossbench.commands.{name}").add_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=first)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or EXIT_OK)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gitrepo import GIT_ID
 
 import softmaxloss
 from benchmarks import common
@@ -23,7 +24,6 @@ from lossbench import gate, paired, results, torch_versions
 from lossbench.commands import build_parser
 from lossbench.commands import gate as gate_cmd
 from lossbench.errors import ToolError, UsageError
-from lossbench.study import GIT_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 

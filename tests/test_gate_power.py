@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from gitrepo import git
 
 from lossbench import injections
-from lossbench.study import GIT_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -33,24 +33,17 @@ pytestmark = [
 ]
 
 
-def _git(repo, *args):
-    env = {**os.environ, **GIT_ID}
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 def _scratch(tmp_path) -> Path:
     """A git repository with this checkout's files (tracked and untracked, not ignored)."""
     repo = tmp_path / "repo"
-    files = _git(ROOT, "ls-files", "-co", "--exclude-standard").splitlines()
+    files = git(ROOT, "ls-files", "-co", "--exclude-standard").splitlines()
     for name in files:
         if (ROOT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "base")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
     return repo
 
 
@@ -114,7 +107,7 @@ def test_make_gate_on_a_fresh_clone(tmp_path):
     repo = _scratch(tmp_path)
     with open(repo / "README.md", "a") as f:
         f.write("\n<!-- a documentation change -->\n")
-    _git(repo, "commit", "-qam", "docs")
+    git(repo, "commit", "-qam", "docs")
     env = {**os.environ, "HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": ""}
     env.pop("MAKEFLAGS", None)
     proc = subprocess.run(
@@ -134,17 +127,17 @@ def test_make_gate_on_a_fresh_clone(tmp_path):
 
 def test_bisect_finds_the_commit_that_injected_a_slowdown(tmp_path):
     repo = _scratch(tmp_path)
-    hashes = [_git(repo, "rev-parse", "HEAD")]
+    hashes = [git(repo, "rev-parse", "HEAD")]
     bad = injections.python_slowdown(1.2, "backward")
     for i in range(1, 9):
         if i == 4:
             bad.apply(repo)
-            _git(repo, "add", "-A")
+            git(repo, "add", "-A")
         else:
             with open(repo / "README.md", "a") as f:
                 f.write(f"\n<!-- commit {i} -->\n")
-        _git(repo, "commit", "-qam", f"commit {i}")
-        hashes.append(_git(repo, "rev-parse", "HEAD"))
+        git(repo, "commit", "-qam", f"commit {i}")
+        hashes.append(git(repo, "rev-parse", "HEAD"))
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}

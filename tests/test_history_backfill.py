@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gitrepo import GIT_ID, git
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,19 +36,6 @@ SUBSET = (
     rf"^{re.escape(TIME_BENCH)}\(.manual., .128x100., .float32., .cpu.\)"
     rf"|^{re.escape(PREC_BENCH)}\(.manual., .normal., .float32., .cpu.\)"
 )
-GIT_ID = {
-    "GIT_AUTHOR_NAME": "history",
-    "GIT_COMMITTER_NAME": "history",
-    "GIT_AUTHOR_EMAIL": "history@example.invalid",
-    "GIT_COMMITTER_EMAIL": "history@example.invalid",
-}
-
-
-def _git(repo, *args):
-    env = {**os.environ, **GIT_ID}
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout
 
 
 def copy_checkout(dest: Path) -> None:
@@ -69,14 +57,14 @@ def scratch_history(repo: Path, commits: int) -> list[str]:
     """A repository on branch main with ``commits`` commits; returns them, oldest first."""
     repo.mkdir()
     copy_checkout(repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "base")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
     for i in range(1, commits):
         with open(repo / "README.md", "a") as f:
             f.write(f"\n<!-- history commit {i} -->\n")
-        _git(repo, "commit", "-qam", f"commit {i}")
-    return _git(repo, "rev-list", "--reverse", "main").split()
+        git(repo, "commit", "-qam", f"commit {i}")
+    return git(repo, "rev-list", "--reverse", "main").split()
 
 
 def make(repo: Path, home: Path, *args: str, timeout=900):

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_history_backfill import GIT_ID, copy_checkout
+from gitrepo import git
+from test_history_backfill import copy_checkout
 
 from lossbench import asv_output, config
 from lossbench import history as hist
@@ -22,43 +23,36 @@ from lossbench.errors import UsageError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _git(repo, *args):
-    env = {**os.environ, **GIT_ID}
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """main: c0 - c1 - c2 - M(c2, s2) - c4 - c5, with side commits s1 - s2 from c1."""
     repo = tmp_path_factory.mktemp("hist") / "repo"
     repo.mkdir()
     copy_checkout(repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "c0")
-    names = {"c0": _git(repo, "rev-parse", "HEAD")}
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "c0")
+    names = {"c0": git(repo, "rev-parse", "HEAD")}
 
     def commit(name):
         (repo / "history.txt").write_text(name + "\n")
-        _git(repo, "add", "history.txt")
-        _git(repo, "commit", "-qm", name)
-        names[name] = _git(repo, "rev-parse", "HEAD")
+        git(repo, "add", "history.txt")
+        git(repo, "commit", "-qm", name)
+        names[name] = git(repo, "rev-parse", "HEAD")
 
     commit("c1")
-    _git(repo, "checkout", "-qb", "side")
+    git(repo, "checkout", "-qb", "side")
     (repo / "side.txt").write_text("s1\n")
-    _git(repo, "add", "side.txt")
-    _git(repo, "commit", "-qm", "s1")
-    names["s1"] = _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", "side.txt")
+    git(repo, "commit", "-qm", "s1")
+    names["s1"] = git(repo, "rev-parse", "HEAD")
     (repo / "side.txt").write_text("s2\n")
-    _git(repo, "commit", "-qam", "s2")
-    names["s2"] = _git(repo, "rev-parse", "HEAD")
-    _git(repo, "checkout", "-q", "main")
+    git(repo, "commit", "-qam", "s2")
+    names["s2"] = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
     commit("c2")
-    _git(repo, "merge", "-q", "--no-ff", "-m", "M", "side")
-    names["M"] = _git(repo, "rev-parse", "HEAD")
+    git(repo, "merge", "-q", "--no-ff", "-m", "M", "side")
+    names["M"] = git(repo, "rev-parse", "HEAD")
     commit("c4")
     commit("c5")
     # A stored history that no bad input may touch.

@@ -5,14 +5,13 @@ deterministic families alerting and timings shown only."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+from gitrepo import git
 
 from lossbench import regressions
-from lossbench.study import GIT_ID
 
 INSTR = "bench_instructions.InstructionsSoftmaxLoss.track_forward"
 TIME = "bench_paired.PairedTimeSoftmaxLoss.time_forward"
@@ -22,18 +21,11 @@ BENCHMARKS = {
 }
 
 
-def _git(repo, *args):
-    env = {**os.environ, **GIT_ID}
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """Six commits; manual's count and time step up 2x at the fifth."""
     repo = tmp_path_factory.mktemp("repo")
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / "asv.conf.json").write_text(
         json.dumps(
             {
@@ -49,9 +41,9 @@ def published(tmp_path_factory):
     commits = []
     for i in range(6):
         (repo / "f").write_text(str(i))
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-q", "-m", f"c{i}")
-        commits.append(_git(repo, "rev-parse", "HEAD"))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"c{i}")
+        commits.append(git(repo, "rev-parse", "HEAD"))
     results = repo / "results" / "m"
     results.mkdir(parents=True)
     (results / "machine.json").write_text(json.dumps({"machine": "m", "version": 1}))

@@ -26,10 +26,10 @@ def test_eager_implementation_reads_the_minimum_of_its_counts():
     bench = bi.InstructionsSoftmaxLoss()
     bench.setup(cache, "manual", "1024x1000", "float32")
     assert bench.track_backward(cache, "manual", "1024x1000", "float32") == 3
-    assert bench.track_cycles_forward(cache, "manual", "1024x1000", "float32") == 80
-    misses = bi.MissesSoftmaxLoss()
-    misses.setup(cache, "manual", "1024x1000", "float32")
-    assert misses.track_ll_misses_forward_backward(cache, "manual", "1024x1000", "float32") == 40
+    simulated = bi.CacheSoftmaxLoss()
+    simulated.setup(cache, "manual", "1024x1000", "float32")
+    assert simulated.track_cycles_forward(cache, "manual", "1024x1000", "float32") == 80
+    assert simulated.track_ll_misses_forward_backward(cache, "manual", "1024x1000", "float32") == 40
 
 
 def test_both_classes_share_one_worker():
@@ -38,7 +38,7 @@ def test_both_classes_share_one_worker():
 
     keys = {
         get_setup_cache_key(c.setup_cache)
-        for c in (bi.InstructionsSoftmaxLoss, bi.MissesSoftmaxLoss)
+        for c in (bi.InstructionsSoftmaxLoss, bi.CacheSoftmaxLoss)
     }
     assert len(keys) == 1
 

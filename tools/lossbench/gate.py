@@ -37,8 +37,8 @@ FAMILIES = ("instructions", "cycles", "memory", "precision", "time")
 # instructions: same-code ratios <= 1.0135 (630 comparisons); a 1.05x injection reads 1.05.
 # memory: same-code <= 1.008 (420); one extra logits buffer: 2x in extra bytes.
 # precision: same-code exactly 1.0 (1620); 2 eps more gradient error reads 2.25x.
-# cycles: callgrind's simulated caches; same-code within 2% (estimated cycles, 128x100) and
-# 1.7% (fused's small backward, 1024x1000); a sweep over the logits' cache lines reads 1.19.
+# cycles: callgrind's simulated caches, at 1024x1000; same-code within 1.7% (fused's small
+# backward); a sweep over the logits' cache lines reads 1.19.
 # time: the paired timings' threshold (lossbench.paired.Settings), with its sign test.
 DEFAULT_THRESHOLDS = {
     "instructions": 1.03,

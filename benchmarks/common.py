@@ -190,11 +190,11 @@ class Benchmark:
 
     params = [IMPLS, SIZES, DTYPES, DEVICES]
     param_names = PARAM_NAMES
-    # 4 rounds of 5 samples. The gate runs BASE and HEAD in interleaved rounds and compares
-    # the minimum and the median over all 20 samples of each (softmaxloss/suite/gate.py,
-    # docs/gate.md): on this loaded 2-core machine the minimum's same-code ratio stayed
-    # within 1.33x over 4 rounds but reached 6x over 2 rounds of 5 (a burst of load covers
-    # a whole round). A short warm-up: the minimum never comes from the first calls anyway.
+    # 4 rounds of 5 samples, for asv's own runs (make bench-full, history; make bench passes
+    # fewer): on this loaded 2-core machine the minimum's same-code ratio stayed within 1.33x
+    # over 4 rounds but reached 6x over 2 rounds of 5 (a burst of load covers a whole
+    # round). The gate does not use them: it times BASE and HEAD side by side in its paired
+    # workers (tools/lossbench/paired.py, docs/gate.md).
     repeat = 5
     rounds = 4
     warmup_time = 0.02

@@ -104,6 +104,16 @@ def plan_of(data: dict) -> list[Injection]:
     return [Injection(**c) for c in data["plan"]]
 
 
+def run_order(plan: list[Injection]) -> list[Injection]:
+    """No-ops and injections taken in turn, so that a study stopped early has both."""
+    first = [c for c in plan if c.kind == "noop"]
+    second = [c for c in plan if c.kind != "noop"]
+    order = []
+    for i in range(max(len(first), len(second))):
+        order += first[i : i + 1] + second[i : i + 1]
+    return order
+
+
 def start(source, workdir: Path, n_noops: int, names: list[str]) -> dict:
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
@@ -148,7 +158,7 @@ def run(
     Path(env["HOME"]).mkdir(exist_ok=True)
     os.environ.update(env)  # asv's machine file of the study's own
     for run_no in range(1, runs + 1):
-        for change in plan_of(data):
+        for change in run_order(plan_of(data)):
             if (run_no, change.name) in done or (run_no > 1 and not change.every_run):
                 continue
             echo(f"detection-power: run {run_no}, {change.name}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lossbench import gate, study
+from lossbench.errors import UsageError
 from lossbench.injections import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,10 +102,11 @@ def test_a_stopped_study_goes_on_where_it_stopped(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         study.run(workdir, runs=3, echo=lambda line: None)
     saved = json.loads(record.path.read_text())
+    # no-ops and injections in turn: a study stopped early has both
     assert [(r["run"], r["change"]) for r in saved["runs"]] == [
         (1, "noop-1"),
-        (1, "noop-2"),
         (1, "py-backward-x1.2"),
+        (1, "noop-2"),
     ]
     monkeypatch.setattr(gate, "run", _fake_gate(calls))
     data = study.run(workdir, runs=3, echo=lambda line: None)
@@ -115,6 +117,35 @@ def test_a_stopped_study_goes_on_where_it_stopped(tmp_path, monkeypatch):
         (3, "py-backward-x1.2"),
     ]
     assert calls[4:] == [commits["py-precision-x4"]] + [commits["py-backward-x1.2"]] * 2
+
+
+def test_only_runs_the_named_changes_and_refuses_unknown_ones(tmp_path, monkeypatch):
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    plan = study.noops(2) + [CATALOGUE["py-backward-x1.2"], CATALOGUE["py-precision-x4"]]
+    commits = {"base": "0" * 40, **{c.name: f"{i:040d}" for i, c in enumerate(plan, 1)}}
+    from dataclasses import asdict
+
+    study.Study(workdir).save(
+        {"plan": [asdict(c) for c in plan], "commits": commits, "runs": [], "factors": {}}
+    )
+    monkeypatch.setattr(study, "measure_factors", lambda *a: None)
+    calls = []
+    monkeypatch.setattr(gate, "run", _fake_gate(calls))
+    with pytest.raises(UsageError, match="--only: noop-9 not in the study"):
+        study.run(workdir, runs=2, echo=lambda line: None, only=["noop-9"])
+    assert calls == []
+    data = study.run(workdir, runs=2, echo=lambda line: None, only=["py-backward-x1.2", "noop-2"])
+    assert [(r["run"], r["change"]) for r in data["runs"]] == [
+        (1, "py-backward-x1.2"),
+        (1, "noop-2"),
+        (2, "py-backward-x1.2"),
+    ]
+    data = study.run(workdir, runs=2, echo=lambda line: None)  # then the rest
+    assert [(r["run"], r["change"]) for r in data["runs"][3:]] == [
+        (1, "noop-1"),
+        (1, "py-precision-x4"),
+    ]
 
 
 def _data():

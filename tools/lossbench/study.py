@@ -147,10 +147,19 @@ def run(
     pattern: str = gate.GATE_BENCH,
     settings: paired.Settings | None = None,
     echo: Callable[[str], None] = print,
+    only: list[str] | None = None,
 ) -> dict:
-    """Runs every comparison not done yet, up to ``runs`` runs; then the native factors."""
+    """Runs every comparison not done yet, up to ``runs`` runs; then the native factors.
+    ``only``: these changes of the plan and no other (a study run in pieces, the changes
+    that matter most first)."""
     study = Study(workdir)
     data = study.load()
+    names = [c.name for c in plan_of(data)]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise UsageError(
+            f"--only: {', '.join(unknown)} not in the study (it has {', '.join(names)})"
+        )
     clone = study.clone
     base = data["commits"]["base"]
     done = {(r["run"], r["change"]) for r in data["runs"]}
@@ -160,6 +169,8 @@ def run(
     for run_no in range(1, runs + 1):
         for change in run_order(plan_of(data)):
             if (run_no, change.name) in done or (run_no > 1 and not change.every_run):
+                continue
+            if only is not None and change.name not in only:
                 continue
             echo(f"detection-power: run {run_no}, {change.name}")
             started = time.monotonic()
@@ -186,11 +197,11 @@ def run(
                 }
             )
             study.save(data)
-    measure_factors(study, data, echo)
+    measure_factors(study, data, echo, only)
     return data
 
 
-def measure_factors(study: Study, data: dict, echo) -> None:
+def measure_factors(study: Study, data: dict, echo, only: list[str] | None = None) -> None:
     """Each injection's native time factor on its target cases: the paired timings'
     median ratio over ``FACTOR_TRIALS`` fresh worker pairs of ``FACTOR_PAIRS`` pairs."""
     conf = str(study.clone / "asv.conf.json")
@@ -199,6 +210,8 @@ def measure_factors(study: Study, data: dict, echo) -> None:
     settings = paired.Settings(pairs=(FACTOR_PAIRS, 0), screen=float("inf"))
     for change in plan_of(data):
         if change.kind == "noop" or change.name in data["factors"] or not change.methods:
+            continue
+        if only is not None and change.name not in only:
             continue
         methods = "|".join(m for m in change.methods if m.startswith("time_"))
         sizes = "|".join(change.sizes)

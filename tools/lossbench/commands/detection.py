@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
         default=DEFAULT_INJECTIONS,
         help="comma-separated, of: %(default)s",
     )
+    p.add_argument(
+        "--only",
+        help="comma-separated changes of the study (e.g. cpp-serial,noop-4): run these, no other",
+    )
     p.add_argument("--bench", default=gate.GATE_BENCH, help="the gate's asv -b regex")
     p.add_argument("--threshold", action="append", metavar="FAMILY=RATIO")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
@@ -67,7 +71,8 @@ def main(args) -> int:
         if not record.exists():
             echo(f"detection-power: new study in {args.workdir}")
             study.start(Path(args.repo).resolve(), args.workdir, args.noops, names)
-        data = study.run(args.workdir, args.runs, pattern=args.bench, echo=echo)
+        only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        data = study.run(args.workdir, args.runs, pattern=args.bench, echo=echo, only=only)
     rows = study.evaluate(data, thresholds)
     limits = {**gate.DEFAULT_THRESHOLDS, **thresholds}
     runs = max((r["run"] for r in data["runs"]), default=0)

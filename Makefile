@@ -18,7 +18,7 @@ test: install
 	$(PYTHON) -m pytest -m "not slow"
 
 test-slow: install
-	$(PYTHON) -m pytest -m slow
+	$(PYTHON) -m pytest -m slow --durations=15 $(PYTEST_ARGS)
 
 test-all: install
 	$(PYTHON) -m pytest

@@ -197,8 +197,13 @@ def test_two_shard_backfill_equals_single_process_history(scratch):
     assert all(before[k] == after[k] for k in before if k != "benchmarks.json")
 
     # make record (the history workflow's local equivalent) on A's HEAD: already measured,
-    # so nothing runs; the site is published and asv finds no new regression there.
+    # so nothing runs; the site is published, and no new regression to alert on.
     rc, out, _ = make(a, home_a, "record", f"BENCH={SUBSET}")
     assert rc == 0, out
     assert "0 commits measured, 1 already had results" in out, out
-    assert f"regressions at {commits[-1][:8]}: 0 new" in out, out
+    # timings may step on this shared machine: listed, never alerted on; the deterministic
+    # families find no new regression (make record exits 0)
+    assert re.search(
+        rf"regressions at {commits[-1][:8]}: (0 new|\d+ new \(0 in the deterministic families)",
+        out,
+    ), out

@@ -394,3 +394,18 @@ def test_torch_version_ratios_flag_only_regressions_measured_under_both():
         ("t", "a", 2.5, True),
         ("t", "b", 0.5, False),
     ]
+
+
+def test_busy_cores_reads_the_share_of_non_idle_time(tmp_path, monkeypatch):
+    """/proc/stat's first line: user nice system idle iowait ...; 3 of 4 jiffies busy on 2
+    cores is 1.5 cores; no such file, no figure."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 700 100 0 0 0 0 0\n")
+
+    def later(seconds):  # the second sample: +300 busy, +100 idle
+        stat.write_text("cpu  300 0 200 750 150 0 0 0 0 0\n")
+
+    monkeypatch.setattr(gate.time, "sleep", later)
+    monkeypatch.setattr(gate.os, "cpu_count", lambda: 2)
+    assert gate.busy_cores(stat=str(stat)) == pytest.approx(1.5)
+    assert gate.busy_cores(stat=str(tmp_path / "none")) is None

@@ -256,6 +256,32 @@ class GateRun:
     seconds: float
     asv_exit: int
     outcomes: list[paired.Outcome] = field(default_factory=list)
+    busy_cores: float | None = None  # other work on the machine as the timings began
+
+
+# More than this many cores busy with other work as the paired timings begin, and the gate
+# says that its two-thread timings cannot see a loss of parallelism (they need both cores).
+BUSY_CORES_NOTE = 0.5
+
+
+def busy_cores(seconds: float = 1.0, stat: str = "/proc/stat") -> float | None:
+    """Cores kept busy by other processes over ``seconds`` while this one waits: from the
+    kernel's CPU counters (/proc/stat), or None where there are none."""
+
+    def sample():
+        with open(stat) as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
 
 
 def run(
@@ -299,6 +325,12 @@ def run(
     if rc not in (0, 2):
         raise ToolError(f"asv run exited {rc}; see {log_path}")
     cases = paired.cases(results.load_benchmarks(results_dir), timed)
+    busy = busy_cores()
+    if busy is not None and busy > BUSY_CORES_NOTE:
+        say(
+            f"gate: note: {busy:.1f} of {os.cpu_count()} cores busy with other work: the "
+            "paired timings hold up, but two-thread timings cannot see a loss of parallelism"
+        )
     outcomes = paired.measure(
         repo,
         base,
@@ -318,7 +350,7 @@ def run(
         raise ToolError(f"{exc}; see {log_path}") from None
     report = compare(before, after, thresholds, once)
     add_paired(report, outcomes, settings)
-    return GateRun(base, head, report, time.monotonic() - start, rc, outcomes)
+    return GateRun(base, head, report, time.monotonic() - start, rc, outcomes, busy)
 
 
 def summary_lines(report: Report, thresholds: dict | None = None) -> list[str]:

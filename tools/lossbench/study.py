@@ -191,6 +191,7 @@ def run(
                     "run": run_no,
                     "change": change.name,
                     "seconds": time.monotonic() - started,
+                    "busy_cores": gated.busy_cores,
                     "rows": [asdict(r) for r in gated.report.rows],
                     "failures": gated.report.failures,
                     "paired": [_outcome_record(o) for o in gated.outcomes],

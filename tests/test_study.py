@@ -192,7 +192,7 @@ def _data():
 def test_the_table_is_decided_again_at_other_thresholds():
     data = _data()
     header, lines = study.table(data, study.evaluate(data))
-    assert header[:4] == ["change", "size", "native time", "instructions"]
+    assert header[:4] == ["change", "size", "native time", "instr. factor"]
     time_col = header.index("time")
     noop = lines[0]
     assert noop[:2] == ["no-op (2 commits)", "all"] and noop[time_col] == "0/2"
@@ -204,3 +204,20 @@ def test_the_table_is_decided_again_at_other_thresholds():
     assert next(line for line in lines[1:] if line[1] == "1024x1000")[time_col] == "2/2"
     spread = study.same_code_spread(lower)
     assert spread["time"]["max"] == 1.05 and spread["time"]["n"] == 2
+
+
+def test_a_change_is_judged_at_its_target_regions_and_timed_class():
+    sweep = CATALOGUE["cpp-memory-sweep"]  # time_forward and track_forward of bench_time
+
+    def row(benchmark, family):
+        return {"benchmark": benchmark, "method": benchmark.rsplit(".", 1)[1], "family": family}
+
+    cycles = "bench_instructions.CacheSoftmaxLoss.track_cycles_forward"
+    assert study._targets(sweep, row(cycles, "cycles"))
+    assert study._targets(sweep, row(cycles.replace("cycles", "ll_misses"), "cycles"))
+    assert not study._targets(sweep, row(cycles + "_backward", "cycles"))
+    assert study._targets(sweep, row("bench_time.TimeSoftmaxLoss.time_forward", "time"))
+    assert not study._targets(sweep, row("bench_threads.TimeThreads.time_forward", "time"))
+    serial = CATALOGUE["cpp-serial"]  # timed by bench_threads
+    assert study._targets(serial, row("bench_threads.TimeThreads.time_backward", "time"))
+    assert not study._targets(serial, row("bench_time.TimeSoftmaxLoss.time_backward", "time"))

@@ -254,6 +254,23 @@ def _method(benchmark: str) -> str:
     return benchmark.rsplit(".", 1)[-1]
 
 
+def _region(method: str) -> str:
+    """What a method measures, whatever the metric: ``track_cycles_forward`` and
+    ``time_forward`` both measure ``forward``."""
+    for prefix in ("track_cycles_", "track_ll_misses_", "track_", "time_", "peakmem_"):
+        if method.startswith(prefix):
+            return method[len(prefix) :]
+    return method
+
+
+def _targets(change: Injection, row: dict) -> bool:
+    """A row at the change's target: timings of its timed class and methods; the
+    deterministic families at the regions of its methods."""
+    if row["family"] == "time":
+        return row["benchmark"].startswith(change.timed + ".") and row["method"] in change.methods
+    return _region(row["method"]) in {_region(m) for m in change.methods}
+
+
 def evaluate(data: dict, thresholds: dict | None = None) -> list[dict]:
     """Every compared row of every run, re-decided at ``thresholds`` (the deterministic
     families by ratio; the paired timings by their stored confirm ratios and p-values)."""
@@ -279,6 +296,7 @@ def evaluate(data: dict, thresholds: dict | None = None) -> list[dict]:
                     "change": record["change"],
                     "kind": kinds[record["change"]],
                     "family": row["family"],
+                    "benchmark": row["benchmark"],
                     "method": _method(row["benchmark"]),
                     "size": _size(row["params"]),
                     "params": row["params"],
@@ -293,6 +311,7 @@ def evaluate(data: dict, thresholds: dict | None = None) -> list[dict]:
                     "change": record["change"],
                     "kind": kinds[record["change"]],
                     "family": "failed",
+                    "benchmark": label,
                     "method": "",
                     "size": "",
                     "params": [label],
@@ -321,7 +340,7 @@ def table(data: dict, rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """One line for the no-ops; one per injection and target size: its native time factor
     (paired, median over trials and methods), its instruction factor, and per family the
     runs that caught it at that size / the runs; then the gate's verdict on the commit."""
-    header = ["change", "size", "native time", "instructions", *FAMILIES, "gate (any)"]
+    header = ["change", "size", "native time", "instr. factor", *FAMILIES, "gate (any)"]
     lines = []
     noop = [r for r in rows if r["kind"] == "noop"]
     if noop:
@@ -334,7 +353,7 @@ def table(data: dict, rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         mine = [r for r in rows if r["change"] == change.name]
         factors = data["factors"].get(change.name, {})
         for size in change.sizes:
-            at = [r for r in mine if r["size"] == size and r["method"] in change.methods]
+            at = [r for r in mine if r["size"] == size and _targets(change, r)]
             native = [v for label, vs in factors.items() if f"'{size}'" in label for v in vs]
             instr = [r["ratio"] for r in at if r["family"] == "instructions" and r["run"] == 1]
             cells = [_caught([r for r in at if r["family"] == f]) for f in FAMILIES]

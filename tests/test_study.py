@@ -221,3 +221,12 @@ def test_a_change_is_judged_at_its_target_regions_and_timed_class():
     serial = CATALOGUE["cpp-serial"]  # timed by bench_threads
     assert study._targets(serial, row("bench_threads.TimeThreads.time_backward", "time"))
     assert not study._targets(serial, row("bench_time.TimeSoftmaxLoss.time_backward", "time"))
+
+
+def test_the_paired_spread_of_the_noops_by_class_and_size():
+    header, lines = study.paired_spread(_data())
+    assert header[:2] == ["timed class", "size"]
+    # the two no-ops' one combination each; the injection's records are not no-ops
+    assert lines == [
+        ["bench_time.TimeSoftmaxLoss", "1024x1000", "2", "1.010-1.050", "1", "1.050", "0"]
+    ]

@@ -375,3 +375,42 @@ def same_code_spread(rows: list[dict]) -> dict[str, dict]:
                 "p99": xs[min(len(xs) - 1, int(0.99 * len(xs)))],
             }
     return out
+
+
+def paired_spread(data: dict) -> tuple[list[str], list[list[str]]]:
+    """The paired timings on the no-ops (the same code on both sides), by timed class and
+    size: combinations screened, the range of their screen medians, how many became
+    suspects, the largest confirm median, and how many regressed (false alarms)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for record in data["runs"]:
+        if not record["change"].startswith("noop"):
+            continue
+        for p in record["paired"]:
+            if p["skipped"] or p["error"] or not p["screen"]:
+                continue
+            size = re.search(r"'(\d+x\d+)'", p["label"])
+            key = (p["label"].split("(", 1)[0].rsplit(".", 1)[0], size.group(1) if size else "")
+            groups.setdefault(key, []).append(p)
+    header = ["timed class", "size", "combinations", "screen medians", "suspects",
+              "largest confirm median", "regressed"]  # fmt: skip
+    lines = []
+
+    def order(key):
+        rows, _, cols = key[1].partition("x")
+        return key[0], int(rows or 0) * int(cols or 0)
+
+    for (cls, size), ps in sorted(groups.items(), key=lambda kv: order(kv[0])):
+        screen = sorted(statistics.median(p["screen"]) for p in ps)
+        confirm = [statistics.median(p["confirm"]) for p in ps if p["confirm"]]
+        lines.append(
+            [
+                cls,
+                size,
+                str(len(ps)),
+                f"{screen[0]:.3f}-{screen[-1]:.3f}",
+                str(len(confirm)),
+                f"{max(confirm):.3f}" if confirm else "-",
+                str(sum(bool(p["regressed"]) for p in ps)),
+            ]
+        )
+    return header, lines

@@ -83,6 +83,10 @@ def main(args) -> int:
     )
     header, lines = study.table(data, rows)
     print(tables.render(header, lines, markdown=args.markdown))
+    header, lines = study.paired_spread(data)
+    if lines:
+        print("the paired timings on the no-ops, by timed class and size:")
+        print(tables.render(header, lines, markdown=args.markdown))
     for fam, s in study.same_code_spread(rows).items():
         print(
             f"no-op spread, {fam}: {s['n']} comparisons, max ratio {s['max']:.4f}, "

@@ -14,14 +14,19 @@ install:
 
 # test: the fast suite (everything not marked slow). test-slow: the slow tests only (scratch
 # asv environments, the gate's detection, the browser). test-all: both, as .ci/run does.
+# Both run their tests in parallel (pytest-xdist, work stealing; the tests are
+# single-threaded): the fast suite on up to 4 cores, the slow tests two at once (each in its
+# own scratch repository, HOME and asv environment). TEST_ARGS= / SLOW_ARGS= run them serially.
+TEST_ARGS ?= -n auto --maxprocesses 4 --dist worksteal
+SLOW_ARGS ?= -n 2 --dist worksteal
 test: install
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTHON) -m pytest -m "not slow" --durations=10 $(TEST_ARGS)
 
 test-slow: install
-	$(PYTHON) -m pytest -m slow --durations=15 $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m slow --durations=15 $(SLOW_ARGS)
 
 test-all: install
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=15 $(SLOW_ARGS)
 
 lint: install
 	$(PYTHON) -m ruff format --check .
@@ -102,9 +107,11 @@ bench-full:
 	$(MAKE) --no-print-directory bench BENCH_ARGS=
 
 # Every benchmark once, in this interpreter (no environment build, nothing saved): the
-# torch.compile entries in one smoke case (each process compiles again: minutes).
-QUICK_ARGS ?= -b '^(?!bench_compile\.)(?!.*\(.compiled)' \
-  -b '^bench_time\.TimeSoftmaxLoss\.time_forward\(.compiled., .128x100., .float32., .cpu.\)'
+# torch.compile entries in one smoke case (each process compiles again: minutes), the depth
+# experiment's grid (84 trainings, 4 minutes here) in one per implementation.
+QUICK_ARGS ?= -b '^(?!bench_compile\.)(?!bench_depth\.)(?!.*\(.compiled)' \
+  -b '^bench_time\.TimeSoftmaxLoss\.time_forward\(.compiled., .128x100., .float32., .cpu.\)' \
+  -b '^bench_depth\.DepthGradientError\.track_first_layer_error\(.\w+., .float32., 4, 64\)'
 bench-quick: asv-machine
 	$(PYTHON) -m softmaxloss build-ext
 	$(QUIET) $(ASV) run -E existing:$(PYTHON) --quick --dry-run --show-stderr \

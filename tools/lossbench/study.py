@@ -104,6 +104,11 @@ def plan_of(data: dict) -> list[Injection]:
     return [Injection(**c) for c in data["plan"]]
 
 
+def chosen(changes: list[Injection], only: list[str] | None) -> list[Injection]:
+    """The changes named in ``only`` (all of them without it), in their order."""
+    return [c for c in changes if only is None or c.name in only]
+
+
 def run_order(plan: list[Injection]) -> list[Injection]:
     """No-ops and injections taken in turn, so that a study stopped early has both."""
     first = [c for c in plan if c.kind == "noop"]
@@ -167,10 +172,8 @@ def run(
     Path(env["HOME"]).mkdir(exist_ok=True)
     os.environ.update(env)  # asv's machine file of the study's own
     for run_no in range(1, runs + 1):
-        for change in run_order(plan_of(data)):
+        for change in chosen(run_order(plan_of(data)), only):
             if (run_no, change.name) in done or (run_no > 1 and not change.every_run):
-                continue
-            if only is not None and change.name not in only:
                 continue
             echo(f"detection-power: run {run_no}, {change.name}")
             started = time.monotonic()
@@ -209,10 +212,8 @@ def measure_factors(study: Study, data: dict, echo, only: list[str] | None = Non
     benchmarks = results.load_benchmarks(config.results_dir(conf))
     python = paired.environment_python(conf)
     settings = paired.Settings(pairs=(FACTOR_PAIRS, 0), screen=float("inf"))
-    for change in plan_of(data):
+    for change in chosen(plan_of(data), only):
         if change.kind == "noop" or change.name in data["factors"] or not change.methods:
-            continue
-        if only is not None and change.name not in only:
             continue
         methods = "|".join(m for m in change.methods if m.startswith("time_"))
         sizes = "|".join(change.sizes)
@@ -381,9 +382,10 @@ def paired_spread(data: dict) -> tuple[list[str], list[list[str]]]:
     """The paired timings on the no-ops (the same code on both sides), by timed class and
     size: combinations screened, the range of their screen medians, how many became
     suspects, the largest confirm median, and how many regressed (false alarms)."""
+    kinds = {c.name: c.kind for c in plan_of(data)}
     groups: dict[tuple[str, str], list[dict]] = {}
     for record in data["runs"]:
-        if not record["change"].startswith("noop"):
+        if kinds[record["change"]] != "noop":
             continue
         for p in record["paired"]:
             if p["skipped"] or p["error"] or not p["screen"]:

@@ -409,3 +409,80 @@ def test_busy_cores_reads_the_share_of_non_idle_time(tmp_path, monkeypatch):
     monkeypatch.setattr(gate.os, "cpu_count", lambda: 2)
     assert gate.busy_cores(stat=str(stat)) == pytest.approx(1.5)
     assert gate.busy_cores(stat=str(tmp_path / "none")) is None
+
+
+def test_a_head_with_bases_package_is_not_measured_and_gets_bases_counts(tmp_path, monkeypatch):
+    """A README-only HEAD: the same package key, no asv run, no timing; BASE's deterministic
+    results (not its timings) copied to HEAD through asv's reader. A package edit, even a
+    comment, changes the key."""
+    repo = tmp_path / "repo"
+    (repo / "softmaxloss").mkdir(parents=True)
+    (repo / "softmaxloss" / "__init__.py").write_text("x = 1\n")
+    for name in ("pyproject.toml", "asv.conf.json"):
+        (repo / name).write_text((ROOT / name).read_text())
+    (repo / "README.md").write_text("# r\n")
+    env = {**os.environ, **GIT_ID}
+
+    def commit(message):
+        for args in (["add", "-A"], ["commit", "-qm", message], ["rev-parse", "HEAD"]):
+            out = subprocess.run(["git", *args], cwd=repo, env=env, check=True, text=True,
+                                 capture_output=True).stdout.strip()  # fmt: skip
+        return out
+
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    base = commit("base")
+    (repo / "README.md").write_text("# r\n\nmore words\n")
+    docs = commit("docs")
+    (repo / "softmaxloss" / "__init__.py").write_text("x = 1  # a comment\n")
+    code = commit("code")
+    assert gate.package_key(repo, base) == gate.package_key(repo, docs)
+    assert gate.package_key(repo, docs) != gate.package_key(repo, code)
+
+    # BASE's results as asv run writes them: a count and a timing
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", MACHINE],
+                   cwd=repo, check=True, capture_output=True)  # fmt: skip
+    conf = str(repo / "asv.conf.json")
+    names = {
+        "bench_instructions.I.track_forward": ("track", "instructions", 1234.0),
+        "bench_time.T.time_forward": ("time", "seconds", 0.5),
+    }
+    infos = {
+        name: {"name": name, "type": kind, "unit": unit, "version": "v1",
+               "params": [["'manual'"]], "param_names": ["impl"]}
+        for name, (kind, unit, _) in names.items()
+    }  # fmt: skip
+    out = repo / ".asv" / "results"
+    out.mkdir(parents=True)
+    (out / "benchmarks.json").write_text(json.dumps({**infos, "version": 2}))
+    from asv.machine import Machine
+    from asv.runner import BenchmarkResult
+
+    Machine.load(machine_name=MACHINE, interactive=False).save(str(out))  # as asv run does
+    res, _ = results.open_for_writing(conf, MACHINE, base)
+    for name, (_, _, value) in names.items():
+        got = BenchmarkResult([value], [None], [None], 0, "", None)
+        res.add_result(infos[name], got)
+    res.save(str(out))
+
+    def no_asv(*args, **kwargs):
+        raise AssertionError("asv ran for a HEAD with BASE's package")
+
+    monkeypatch.setattr(gate.runner, "run_asv", no_asv)
+    monkeypatch.setattr(gate.paired, "measure", no_asv)
+    echoed = []
+    run = gate.run(str(repo), base, docs, machine=MACHINE, echo=echoed.append)
+    assert run.same_package and run.report.rows == [] and run.report.exit_code == 0
+    assert "1 of BASE's deterministic results copied" in echoed[-1]
+    after = results.load_commit(out, MACHINE, docs)
+    assert [(r.benchmark, r.value, r.version) for r in after.values()] == [
+        ("bench_instructions.I.track_forward", 1234.0, "v1")
+    ]
+    assert gate.summary_lines(run.report, same_package=True) == [
+        "HEAD's package is BASE's: nothing measured"
+    ]
+    # again: HEAD's results are kept, not written over
+    run = gate.run(str(repo), base, docs, machine=MACHINE, echo=echoed.append)
+    assert "0 of BASE's deterministic results copied" in echoed[-1]

@@ -105,7 +105,9 @@ def test_reduced_study_passes_a_noop_and_measures_heads_cpp(tmp_path):
 
 
 def test_make_gate_on_a_fresh_clone(tmp_path):
-    """No .asv yet, no asv machine file: make gate measures and decides, one status line."""
+    """No .asv yet, no asv machine file: make gate measures and decides, one status line.
+    A documentation commit passes at once (its package is BASE's); a commit that edits the
+    package (a comment) is measured."""
     repo = _scratch(tmp_path)
     with open(repo / "README.md", "a") as f:
         f.write("\n<!-- a documentation change -->\n")
@@ -113,26 +115,37 @@ def test_make_gate_on_a_fresh_clone(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": ""}
     for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # as a user types it, not under make
         env.pop(name, None)
-    proc = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "gate",
-            "BASE=HEAD~1",
-            f"GATE_BENCH={REDUCED}",
-            f"PYTHON={sys.executable}",
-        ],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=2400,
-    )
-    print(proc.stdout[-3000:], proc.stderr[-3000:])
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr
-    assert proc.stdout.strip().splitlines()[-1].startswith("gate: exit 0")
-    assert "time: 1 compared, 0 regressed" in proc.stdout
+
+    def make_gate():
+        proc = subprocess.run(
+            [
+                "make",
+                "--no-print-directory",
+                "gate",
+                "BASE=HEAD~1",
+                f"GATE_BENCH={REDUCED}",
+                f"PYTHON={sys.executable}",
+            ],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=2400,
+        )
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr
+        assert proc.stdout.strip().splitlines()[-1].startswith("gate: exit 0")
+        return proc
+
+    docs = make_gate()
+    assert "HEAD's package is BASE's: nothing measured" in docs.stdout
+    assert not (repo / ".asv" / "results").exists()
+    with open(repo / "softmaxloss" / "__init__.py", "a") as f:
+        f.write("\n# a comment: the same loss\n")
+    git(repo, "commit", "-qam", "a comment")
+    code = make_gate()
+    assert "time: 1 compared, 0 regressed" in code.stdout
 
 
 def test_bisect_finds_the_commit_that_injected_a_slowdown(tmp_path):

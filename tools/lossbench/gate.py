@@ -20,6 +20,7 @@ two results (asv's ``version``), is not compared.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -257,6 +258,21 @@ class GateRun:
     asv_exit: int
     outcomes: list[paired.Outcome] = field(default_factory=list)
     busy_cores: float | None = None  # other work on the machine as the timings began
+    same_package: bool = False  # HEAD's package is BASE's: nothing measured
+
+
+# What a commit's own files give its measurements: the package its wheel (and its C++
+# build) is made from. The benchmarks, the tools and asv's config are this checkout's for
+# both commits of a gate, so a commit that changes none of these (documentation, tests,
+# CI, the tools) measures what its BASE measures.
+PACKAGE_PATHS = ("softmaxloss", "pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in")
+
+
+def package_key(repo, commit: str) -> str:
+    """A digest of ``commit``'s git objects under ``PACKAGE_PATHS``: two commits with the
+    same key build the same package."""
+    listing = runner.git(repo, "ls-tree", "-r", "--full-tree", commit, "--", *PACKAGE_PATHS)
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 # More than this many cores busy with other work as the paired timings begin, and the gate
@@ -297,10 +313,16 @@ def run(
     echo=None,
     settings: paired.Settings | None = None,
     extra_env: dict | None = None,
+    measure_same_package: bool = False,
 ) -> GateRun:
     """Runs asv on BASE and HEAD (the deterministic families, once per commit), then the
     paired timings, stores them in asv's results and applies the thresholds. ``extra_env``:
-    more environment for asv's run (e.g. ``SOFTMAXLOSS_INSTRUCTION_IMPLS``)."""
+    more environment for asv's run (e.g. ``SOFTMAXLOSS_INSTRUCTION_IMPLS``).
+
+    When HEAD's package is BASE's (:func:`package_key`) nothing is measured: whatever
+    differs between the two is noise. BASE's deterministic results, where asv has them,
+    are copied to HEAD (the site's history gets its point). ``measure_same_package``:
+    measure and time them all the same (the detection-power study's no-ops)."""
     start = time.monotonic()
     base = runner.resolve(repo, base_rev, "BASE")
     head = runner.resolve(repo, head_rev, "HEAD")
@@ -314,6 +336,16 @@ def run(
     say(f"gate: BASE {base[:8]}, HEAD {head[:8]}; asv output in {log_path}")
     conf = os.path.join(repo, conf_file)
     results_dir = config.results_dir(conf)
+    if not measure_same_package and package_key(repo, base) == package_key(repo, head):
+        copied = 0
+        if results.commit_results(results_dir, machine, base):
+            copied = results.copy_commit(conf, machine, base, head)
+        say(
+            f"gate: HEAD's package is BASE's ({', '.join(PACKAGE_PATHS[:2])} unchanged): "
+            f"nothing to measure or time; {copied} of BASE's deterministic results copied to "
+            "HEAD (--measure-same-package measures anyway)"
+        )
+        return GateRun(base, head, Report(), time.monotonic() - start, 0, same_package=True)
     runner.ensure_machine(machine, log_path=log_path)
     hashfile = runner.write_hashfile(workdir / "commits.txt", [base, head])
     once, timed = split_selection(pattern)
@@ -353,10 +385,12 @@ def run(
     return GateRun(base, head, report, time.monotonic() - start, rc, outcomes, busy)
 
 
-def summary_lines(report: Report, thresholds: dict | None = None) -> list[str]:
+def summary_lines(
+    report: Report, thresholds: dict | None = None, same_package: bool = False
+) -> list[str]:
     limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     counts = report.counts()
-    lines = []
+    lines = ["HEAD's package is BASE's: nothing measured"] if same_package else []
     for fam in (*FAMILIES, "other"):
         if fam in counts:
             n, bad = counts[fam]

@@ -361,31 +361,12 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
     """Writes one commit's paired timings into asv's results (``STORE`` names), through
     asv's own API, as ``asv run`` would: the value of a combination is the median of its
     batch medians, the samples are the batch medians. Returns the combinations written."""
-    from asv import environment
-    from asv import machine as asv_machine
-    from asv import repo as asv_repo
-    from asv import results as asv_results
     from asv import runner as asv_runner
 
-    from lossbench.config import asv_config
-    from lossbench.results import load_benchmarks
+    from lossbench.config import results_dir
+    from lossbench.results import open_for_writing
 
-    conf = asv_config(conf_path)
-    benchmarks = load_benchmarks(conf.results_dir)
-    envs = list(environment.get_environments(conf, None, verbose=False))
-    if len(envs) != 1:
-        raise ToolError(
-            f"{conf_path}: the paired timings need one asv environment, not {len(envs)}"
-        )
-    env = envs[0]
-    params = dict(asv_machine.Machine.load(machine_name=machine, interactive=False).__dict__)
-    params["python"] = env.python
-    params.update(env.requirements)
-    date = asv_repo.get_repo(conf).get_date(commit)
-    res = asv_results.Results(
-        params, env.requirements, commit, date, env.python, env.name, env.env_vars
-    )
-    res.load_data(conf.results_dir)
+    res, benchmarks = open_for_writing(conf_path, machine, commit)
     by_name: dict[str, dict] = {}
     for out in outcomes:
         times = out.base_times if side == "base" else out.head_times
@@ -411,7 +392,7 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
         )
         res.add_result(info, result, record_samples=True)
         written += len(measured)
-    res.save(conf.results_dir)
+    res.save(str(results_dir(conf_path)))
     return written
 
 

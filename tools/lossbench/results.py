@@ -108,3 +108,72 @@ def load_commit(results_dir, machine: str, commit: str, need_units: bool = True)
             samples=None if sample is None else tuple(sample),
         )
     return out
+
+
+def open_for_writing(conf_path: str, machine: str, commit: str):
+    """``(Results, benchmarks)``: asv's ``Results`` of ``commit`` on ``machine`` in the
+    config's (one) environment, with what it already holds, to add results to and ``save``
+    as ``asv run`` would; ``benchmarks``: :func:`load_benchmarks`."""
+    from asv import environment
+    from asv import machine as asv_machine
+    from asv import repo as asv_repo
+    from asv import results as asv_results
+
+    from lossbench.config import asv_config
+
+    conf = asv_config(conf_path)
+    benchmarks = load_benchmarks(conf.results_dir)
+    envs = list(environment.get_environments(conf, None, verbose=False))
+    if len(envs) != 1:
+        raise ToolError(f"{conf_path}: writing results needs one asv environment, not {len(envs)}")
+    env = envs[0]
+    params = dict(asv_machine.Machine.load(machine_name=machine, interactive=False).__dict__)
+    params["python"] = env.python
+    params.update(env.requirements)
+    date = asv_repo.get_repo(conf).get_date(commit)
+    res = asv_results.Results(
+        params, env.requirements, commit, date, env.python, env.name, env.env_vars
+    )
+    res.load_data(conf.results_dir)
+    return res, benchmarks
+
+
+def copy_commit(conf_path: str, machine: str, source: str, dest: str) -> int:
+    """Copies ``source``'s results of every benchmark that is not a timing (``time_``:
+    timings are measured, never copied) to ``dest`` where ``dest`` has none of that
+    benchmark, for two commits with the same package (``lossbench.gate.package_key``).
+    Only results measured with today's benchmark code (asv's ``version``). Returns the
+    benchmarks copied."""
+    from asv.runner import BenchmarkResult
+
+    from lossbench.config import results_dir
+
+    found = commit_results(results_dir(conf_path), machine, source)
+    if len(found) != 1:
+        return 0
+    src = found[0]
+    res, benchmarks = open_for_writing(conf_path, machine, dest)
+    have = set(res.get_all_result_keys())
+    copied = 0
+    for key in sorted(src.get_all_result_keys()):
+        info = benchmarks.get(key)
+        if info is None or info.get("type") == "time" or key in have:
+            continue
+        if src.benchmark_version.get(key) != info["version"]:
+            continue
+        params = src.get_result_params(key)
+        values = list(src.get_result_value(key, params))
+        samples = src.get_result_samples(key, params) or [None] * len(values)
+        result = BenchmarkResult(
+            result=values,
+            samples=list(samples),
+            number=[None] * len(values),
+            errcode=0,
+            stderr="",
+            profile=None,
+        )
+        res.add_result(info, result, record_samples=True)
+        copied += 1
+    if copied:
+        res.save(str(results_dir(conf_path)))
+    return copied

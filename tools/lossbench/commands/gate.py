@@ -4,6 +4,8 @@ Runs asv on both commits (the deterministic families of the gate's selection, on
 commit), times both with the paired timings (``lossbench.paired``) and applies one threshold
 per metric family. Prints one table of what regressed and, under GitHub Actions, writes the
 same table to ``$GITHUB_STEP_SUMMARY``.
+A HEAD whose package (``softmaxloss/``, ``pyproject.toml``) is BASE's is not measured: it
+passes at once (``--measure-same-package`` measures it).
 Exit status: 0 nothing regressed, 1 a regression, 2 bad input (e.g. a BASE that is not a
 commit), 3 a benchmark failed on HEAD (or asv did); the last line says it too.
 """
@@ -46,6 +48,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--launch-method", default=None, help="passed to asv run")
     p.add_argument("--bench", default=gate.GATE_BENCH, help="asv -b regex (default: %(default)s)")
+    p.add_argument(
+        "--measure-same-package",
+        action="store_true",
+        help="measure and time HEAD even when its package (softmaxloss/, pyproject.toml) is "
+        "BASE's; by default such a HEAD passes at once",
+    )
     p.add_argument(
         "--threshold",
         action="append",
@@ -90,9 +98,10 @@ def main(args) -> int:
         launch_method=args.launch_method,
         log_path=log_path,
         echo=echo,
+        measure_same_package=args.measure_same_package,
     )
     report = run.report
-    lines = gate.summary_lines(report, thresholds)
+    lines = gate.summary_lines(report, thresholds, run.same_package)
     print(f"gate: HEAD {run.head[:8]} vs BASE {run.base[:8]} on {machine}, {run.seconds:.0f} s")
     for line in lines:
         print(line)

@@ -77,6 +77,7 @@ def test_reduced_study_passes_a_noop_and_measures_heads_cpp(tmp_path):
     repo = _scratch(tmp_path)
     work = tmp_path / "study"
     env = {**os.environ, "HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": ""}
+    env["SOFTMAXLOSS_INSTRUCTION_IMPLS"] = "manual"  # the callgrind worker counts REDUCED's
     args = ["detection-power", "--repo", str(repo), "--workdir", str(work), "--noops", "1"]
     args += ["--injections", "cpp-extra-pass", "--runs", "1", "--bench", REDUCED]
     proc = _run(args, ROOT, env, timeout=2400)
@@ -113,6 +114,7 @@ def test_make_gate_on_a_fresh_clone(tmp_path):
         f.write("\n<!-- a documentation change -->\n")
     git(repo, "commit", "-qam", "docs")
     env = {**os.environ, "HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": ""}
+    env["SOFTMAXLOSS_INSTRUCTION_IMPLS"] = "manual"  # the callgrind worker counts REDUCED's
     for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # as a user types it, not under make
         env.pop(name, None)
 

@@ -486,3 +486,12 @@ def test_a_head_with_bases_package_is_not_measured_and_gets_bases_counts(tmp_pat
     # again: HEAD's results are kept, not written over
     run = gate.run(str(repo), base, docs, machine=MACHINE, echo=echoed.append)
     assert "0 of BASE's deterministic results copied" in echoed[-1]
+    # no asv machine file in this HOME: still a pass, and the reason nothing was copied
+    for path in (out / MACHINE).glob(f"{docs[:8]}-*.json"):
+        path.unlink()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run = gate.run(str(repo), base, docs, machine=MACHINE, echo=echoed.append)
+    assert run.same_package and run.report.exit_code == 0
+    assert (
+        "0 of BASE's deterministic results copied to HEAD (asv knows no machine 'm'" in echoed[-1]
+    )

@@ -337,13 +337,16 @@ def run(
     conf = os.path.join(repo, conf_file)
     results_dir = config.results_dir(conf)
     if not measure_same_package and package_key(repo, base) == package_key(repo, head):
-        copied = 0
+        copied, why = 0, ""
         if results.commit_results(results_dir, machine, base):
-            copied = results.copy_commit(conf, machine, base, head)
+            try:
+                copied = results.copy_commit(conf, machine, base, head)
+            except ToolError as exc:  # e.g. no asv machine file in this HOME
+                why = f" ({exc})"
         say(
             f"gate: HEAD's package is BASE's ({', '.join(PACKAGE_PATHS[:2])} unchanged): "
             f"nothing to measure or time; {copied} of BASE's deterministic results copied to "
-            "HEAD (--measure-same-package measures anyway)"
+            f"HEAD{why} (--measure-same-package measures anyway)"
         )
         return GateRun(base, head, Report(), time.monotonic() - start, 0, same_package=True)
     runner.ensure_machine(machine, log_path=log_path)

@@ -114,7 +114,7 @@ def open_for_writing(conf_path: str, machine: str, commit: str):
     """``(Results, benchmarks)``: asv's ``Results`` of ``commit`` on ``machine`` in the
     config's (one) environment, with what it already holds, to add results to and ``save``
     as ``asv run`` would; ``benchmarks``: :func:`load_benchmarks`."""
-    from asv import environment
+    from asv import environment, util
     from asv import machine as asv_machine
     from asv import repo as asv_repo
     from asv import results as asv_results
@@ -127,7 +127,11 @@ def open_for_writing(conf_path: str, machine: str, commit: str):
     if len(envs) != 1:
         raise ToolError(f"{conf_path}: writing results needs one asv environment, not {len(envs)}")
     env = envs[0]
-    params = dict(asv_machine.Machine.load(machine_name=machine, interactive=False).__dict__)
+    try:
+        found = asv_machine.Machine.load(machine_name=machine, interactive=False)
+    except (KeyError, util.UserError):
+        raise ToolError(f"asv knows no machine {machine!r} here (~/.asv-machine.json)") from None
+    params = dict(found.__dict__)
     params["python"] = env.python
     params.update(env.requirements)
     date = asv_repo.get_repo(conf).get_date(commit)

@@ -251,7 +251,7 @@ def test_tables_show_benchmark_parameters_metric_before_after_ratio(tmp_path):
     report = gate.compare(before, after)
     case = paired.Case("bench_time.TimeSoftmaxLoss.time_forward", ("'manual'",))
     timed = paired.Outcome(case, base_times=[1e-3] * 4, head_times=[3e-3] * 4)
-    timed.confirm_ratios, timed.p_value, timed.regressed = [3.0] * 4, 0.0625, True
+    timed.confirm_groups, timed.p_value, timed.regressed = [[3.0] * 4], 0.0625, True
     gate.add_paired(report, [timed], paired.Settings(threshold=1.1))
     regressions = report.regressions
     text = gate.format_rows(regressions).splitlines()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lossbench import gate, study
+from lossbench import gate, paired, study
 from lossbench.errors import UsageError
 from lossbench.injections import CATALOGUE
 
@@ -230,3 +230,47 @@ def test_the_paired_spread_of_the_noops_by_class_and_size():
     assert lines == [
         ["bench_time.TimeSoftmaxLoss", "1024x1000", "2", "1.010-1.050", "1", "1.050", "0"]
     ]
+
+
+def test_a_new_timing_rule_gets_comparisons_of_its_own_and_keeps_the_earlier_ones(
+    tmp_path, monkeypatch
+):
+    """Records without a rule are the one-pair rule's; the study gates every change again
+    under today's rule, the table shows today's rule only, the earlier one gets a line."""
+    data = _data()
+    data["runs"][1]["rows"][0]["regressed"] = True  # noop-2: a false alarm of the old rule
+    data["commits"] = {"base": "0" * 40, "noop-1": "1" * 40, "noop-2": "2" * 40,
+                       "cpp-native-x1.2": "3" * 40}  # fmt: skip
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    study.Study(workdir).save(data)
+    monkeypatch.setattr(study, "measure_factors", lambda *a: None)
+    calls = []
+    monkeypatch.setattr(gate, "run", _fake_gate(calls))
+    new = study.run(workdir, runs=1, echo=lambda line: None)
+    rule = paired.Settings().rule
+    assert [(r["run"], r["change"], r.get("rule")) for r in new["runs"][4:]] == [
+        (1, "noop-1", rule),
+        (1, "cpp-native-x1.2", rule),
+        (1, "noop-2", rule),
+    ]
+    assert len(study.under_rule(new, rule)["runs"]) == 3
+    assert study.earlier_rules(new, rule) == [
+        f"earlier rule ({study.RULE_ONE_PAIR}): 4 comparisons on record, not in the table; "
+        "no-ops: 1 of 2 with a false alarm"
+    ]
+    gated = len(calls)
+    again = study.run(workdir, runs=1, echo=lambda line: None)
+    assert len(calls) == gated and len(again["runs"]) == 7  # done: nothing gated again
+
+
+def test_every_confirm_worker_pair_must_show_the_regression():
+    data = _data()
+    record = data["runs"][2]["paired"][0]  # cpp-native-x1.2, run 1
+    record["confirm_groups"] = [[1.2] * 6, [1.2] * 6, [1.02] * 6]
+    record["confirm"] = [r for g in record["confirm_groups"] for r in g]
+    at_1024 = [r for r in study.evaluate(data) if r["change"] == "cpp-native-x1.2"]
+    assert [r["regressed"] for r in at_1024] == [False, False]  # one pair read 1.02
+    record["confirm_groups"][2] = [1.15] * 6
+    at_1024 = [r for r in study.evaluate(data) if r["change"] == "cpp-native-x1.2"]
+    assert [r["regressed"] for r in at_1024] == [True, False]

@@ -141,9 +141,40 @@ def _outcome_record(out: paired.Outcome) -> dict:
         "error": out.error,
         "screen": out.screen_ratios,
         "confirm": out.confirm_ratios,
+        "confirm_groups": out.confirm_groups,
         "p": out.p_value,
         "regressed": out.regressed,
     }
+
+
+# The timing rule of the comparisons recorded before the rule was kept with each of them
+# (until 2026-12-02): the confirm stage in one fresh worker pair of 12 pairs.
+RULE_ONE_PAIR = "screen 6 pairs > 1.05; confirm 1 worker pair x 12, median > t, sign test"
+
+
+def rule_of(record: dict) -> str:
+    return record.get("rule", RULE_ONE_PAIR)
+
+
+def under_rule(data: dict, rule: str) -> dict:
+    """The study with the comparisons made under the timing rule ``rule`` only: a study
+    goes on under a new rule with comparisons of its own; the earlier ones stay on record."""
+    return {**data, "runs": [r for r in data["runs"] if rule_of(r) == rule]}
+
+
+def earlier_rules(data: dict, rule: str) -> list[str]:
+    """One line per earlier timing rule: its comparisons and the no-ops' false alarms."""
+    kinds = {c.name: c.kind for c in plan_of(data)}
+    out = []
+    for old in sorted({rule_of(r) for r in data["runs"]} - {rule}):
+        records = [r for r in data["runs"] if rule_of(r) == old]
+        noops = [r for r in records if kinds[r["change"]] == "noop"]
+        alarms = sum(any(row["regressed"] for row in r["rows"]) for r in noops)
+        out.append(
+            f"earlier rule ({old}): {len(records)} comparisons on record, not in the table; "
+            f"no-ops: {alarms} of {len(noops)} with a false alarm"
+        )
+    return out
 
 
 def run(
@@ -167,7 +198,8 @@ def run(
         )
     clone = study.clone
     base = data["commits"]["base"]
-    done = {(r["run"], r["change"]) for r in data["runs"]}
+    rule = (settings or paired.Settings()).rule
+    done = {(r["run"], r["change"]) for r in data["runs"] if rule_of(r) == rule}
     env = {"HOME": str(study.workdir / "home")}
     Path(env["HOME"]).mkdir(exist_ok=True)
     os.environ.update(env)  # asv's machine file of the study's own
@@ -195,6 +227,7 @@ def run(
                 {
                     "run": run_no,
                     "change": change.name,
+                    "rule": rule,
                     "seconds": time.monotonic() - started,
                     "busy_cores": gated.busy_cores,
                     "rows": [asdict(r) for r in gated.report.rows],
@@ -287,10 +320,11 @@ def evaluate(data: dict, thresholds: dict | None = None) -> list[dict]:
             if row["family"] == "time":
                 label = f"{row['benchmark']}({', '.join(row['params'])})"
                 match = next((p for p in record["paired"] if p["label"] == label), None)
+                groups = (match or {}).get("confirm_groups") or [(match or {}).get("confirm")]
                 regressed = bool(
                     match
                     and match["confirm"]
-                    and statistics.median(match["confirm"]) > limits["time"]
+                    and all(g and statistics.median(g) > limits["time"] for g in groups)
                     and match["p"] < paired.Settings.alpha / max(1, len(suspects))
                 )
             out.append(

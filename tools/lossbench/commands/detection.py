@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from lossbench import gate, study, tables
+from lossbench import gate, paired, study, tables
 from lossbench.commands.gate import parse_thresholds
 from lossbench.errors import UsageError
 from lossbench.injections import CATALOGUE
@@ -73,6 +73,9 @@ def main(args) -> int:
             study.start(Path(args.repo).resolve(), args.workdir, args.noops, names)
         only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
         data = study.run(args.workdir, args.runs, pattern=args.bench, echo=echo, only=only)
+    rule = paired.Settings().rule
+    earlier = study.earlier_rules(data, rule)
+    data = study.under_rule(data, rule)
     rows = study.evaluate(data, thresholds)
     limits = {**gate.DEFAULT_THRESHOLDS, **thresholds}
     runs = max((r["run"] for r in data["runs"]), default=0)
@@ -92,5 +95,7 @@ def main(args) -> int:
             f"no-op spread, {fam}: {s['n']} comparisons, max ratio {s['max']:.4f}, "
             f"99th percentile {s['p99']:.4f}"
         )
+    for line in earlier:
+        print(line)
     print(f"detection-power: {time.monotonic() - started:.0f} s; the rows in {record.path}")
     return 0

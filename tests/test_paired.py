@@ -110,7 +110,7 @@ def test_suspects_are_confirmed_in_new_workers_and_decided_from_those_pairs(monk
 
 class BiasedConfirmPair(ScriptedWorker):
     """The same code on both sides, but HEAD's process of the first confirm pair is
-    persistently 12% slower (the detection study's 10th no-op: 1.112, 12 of 12 above 1)."""
+    persistently 12% slower (the detection study's noop-9: 1.112, 12 of 12 above 1)."""
 
     def time(self, case, calls):
         answer = super().time(case, calls)

@@ -36,7 +36,7 @@ benchmarks (``bench_memory``) run in asv's own processes without any of it.
 Why several worker pairs: the ratios of one worker pair are not independent. Two processes
 of the same code can differ persistently (at 3200x3200, whose 41 MB buffers are fresh
 mappings in every call, by up to 1.9x in a screen), and a single fresh pair can do so too:
-in the detection study's 10th no-op a confirm pair read 1.112 with all 12 ratios above 1
+in the detection study's no-op 9 a confirm pair read 1.112 with all 12 ratios above 1
 (p = 0.0002), a false alarm of the one-pair rule. The unit that replicates is the worker
 pair, so a regression must show in each of them.
 """

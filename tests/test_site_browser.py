@@ -38,8 +38,8 @@ TRACK_BENCH = "bench_site.Loss.track_grad_error"
 
 BENCH_MODULE = '''\
 """Tiny suite for the site test: the registry's eager implementations, one size, two
-dtypes (the torch.compile entries compile again in every asv process: 8 compilations, most
-of the site's set-up time, for nothing the browser checks)."""
+dtypes (the torch.compile entries compile again in every asv process: 8 compilations in
+the set-up, for nothing the browser checks)."""
 
 import torch
 

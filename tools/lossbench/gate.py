@@ -338,11 +338,10 @@ def run(
     results_dir = config.results_dir(conf)
     if not measure_same_package and package_key(repo, base) == package_key(repo, head):
         copied, why = 0, ""
-        if results.commit_results(results_dir, machine, base):
-            try:
-                copied = results.copy_commit(conf, machine, base, head)
-            except ToolError as exc:  # e.g. no asv machine file in this HOME
-                why = f" ({exc})"
+        try:
+            copied = results.copy_commit(conf, machine, base, head)  # 0 where BASE has none
+        except ToolError as exc:  # e.g. no asv machine file in this HOME
+            why = f" ({exc})"
         say(
             f"gate: HEAD's package is BASE's ({', '.join(PACKAGE_PATHS[:2])} unchanged): "
             f"nothing to measure or time; {copied} of BASE's deterministic results copied to "

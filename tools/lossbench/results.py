@@ -152,7 +152,8 @@ def copy_commit(conf_path: str, machine: str, source: str, dest: str) -> int:
 
     from lossbench.config import results_dir
 
-    found = commit_results(results_dir(conf_path), machine, source)
+    folder = results_dir(conf_path)
+    found = commit_results(folder, machine, source)
     if len(found) != 1:
         return 0
     src = found[0]
@@ -179,5 +180,5 @@ def copy_commit(conf_path: str, machine: str, source: str, dest: str) -> int:
         res.add_result(info, result, record_samples=True)
         copied += 1
     if copied:
-        res.save(str(results_dir(conf_path)))
+        res.save(str(folder))
     return copied

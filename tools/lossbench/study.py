@@ -25,7 +25,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from lossbench import config, gate, paired, results, runner
@@ -320,12 +320,15 @@ def evaluate(data: dict, thresholds: dict | None = None) -> list[dict]:
             if row["family"] == "time":
                 label = f"{row['benchmark']}({', '.join(row['params'])})"
                 match = next((p for p in record["paired"] if p["label"] == label), None)
-                groups = (match or {}).get("confirm_groups") or [(match or {}).get("confirm")]
                 regressed = bool(
                     match
                     and match["confirm"]
-                    and all(g and statistics.median(g) > limits["time"] for g in groups)
-                    and match["p"] < paired.Settings.alpha / max(1, len(suspects))
+                    and paired.decide(
+                        match.get("confirm_groups") or [match["confirm"]],  # one pair: before
+                        match["p"],
+                        max(1, len(suspects)),
+                        replace(paired.Settings(), threshold=limits["time"]),
+                    )
                 )
             out.append(
                 {

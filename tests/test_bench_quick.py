@@ -10,11 +10,10 @@ after them alone (CI's time, docs/development.md).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from usermake import make
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -23,18 +22,7 @@ pytestmark = pytest.mark.slow
 def test_every_benchmark_runs_once(tmp_path):
     home = tmp_path / "home"  # asv's machine file is this test's own
     home.mkdir()
-    env = {**os.environ, "HOME": str(home)}
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # as a user types it, not under make
-        env.pop(name, None)
-    proc = subprocess.run(
-        ["make", "--no-print-directory", "bench-quick", f"PYTHON={sys.executable}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=2400,
-    )
+    proc = make(ROOT, "bench-quick", env={**os.environ, "HOME": str(home)}, timeout=2400)
     print(proc.stdout[-6000:], proc.stderr[-3000:])
     assert proc.returncode == 0
     # asv-quiet's last line: what was skipped and why, and asv's own status

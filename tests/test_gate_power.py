@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from gitrepo import git
+from usermake import make
 
 from lossbench import injections
 
@@ -115,26 +116,9 @@ def test_make_gate_on_a_fresh_clone(tmp_path):
     git(repo, "commit", "-qam", "docs")
     env = {**os.environ, "HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": ""}
     env["SOFTMAXLOSS_INSTRUCTION_IMPLS"] = "manual"  # the callgrind worker counts REDUCED's
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # as a user types it, not under make
-        env.pop(name, None)
 
     def make_gate():
-        proc = subprocess.run(
-            [
-                "make",
-                "--no-print-directory",
-                "gate",
-                "BASE=HEAD~1",
-                f"GATE_BENCH={REDUCED}",
-                f"PYTHON={sys.executable}",
-            ],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=2400,
-        )
+        proc = make(repo, "gate", "BASE=HEAD~1", f"GATE_BENCH={REDUCED}", env=env, timeout=2400)
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         assert proc.returncode == 0 and "Traceback" not in proc.stderr
         assert proc.stdout.strip().splitlines()[-1].startswith("gate: exit 0")

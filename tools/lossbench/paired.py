@@ -289,13 +289,17 @@ def _pairs(
     the screen's limit (a clean case; only the screen stops early: it selects, the confirm
     stage decides)."""
     calls = None
-    for worker in (pair.base, pair.head):  # warm-up (the class's prepare) and the skip rule
+    # Warm-up (the class's prepare), the skip rule and the batch size from BASE's calls. Both
+    # workers make the same calls, so that the i-th pair finds each in the same state: a
+    # worker's allocator cycles with its calls (at 3200x3200 bfloat16, same code, a HEAD
+    # three calls behind read 1.27-1.31 in every fresh worker pair, pair by pair alike).
+    for worker in (pair.base, pair.head):
         answer = worker.time(case, 1)
         if "skip" in answer:
             raise _Skip(answer["skip"])
         first = _median_call(answer, worker.name, case)
+        probe = _median_call(worker.time(case, 3), worker.name, case)
         if calls is None:
-            probe = _median_call(worker.time(case, 3), worker.name, case)
             per_call = max(min(first, probe), 1e-7)
             calls = max(1, min(settings.max_calls, math.ceil(settings.batch_seconds / per_call)))
     ratios = []

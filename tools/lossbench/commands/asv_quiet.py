@@ -8,9 +8,9 @@ reason (``lossbench.asv_output``). Exits with the command's own exit status.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
+from lossbench import runner
 from lossbench.asv_output import OutputFilter
 from lossbench.errors import ToolError, UsageError
 
@@ -34,15 +34,7 @@ def run(args) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     filt = OutputFilter(tables=args.tables)
     try:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            env=env,
-        )
+        proc = runner.line_process(cmd, None, env)
     except OSError as exc:
         raise ToolError(f"cannot run {cmd[0]!r}: {exc.strerror}") from None
     with proc:

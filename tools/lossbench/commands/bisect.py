@@ -11,9 +11,9 @@ an ancestor of BAD, unknown revision), or 3 (asv failed, nothing found).
 from __future__ import annotations
 
 import os
-import sys
 
 from lossbench import bisect
+from lossbench.commands import echo
 from lossbench.machine import machine_name
 
 
@@ -34,9 +34,6 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from lossbench.gate import format_value
-
-    def echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
 
     found = bisect.bisect(
         os.path.abspath(args.repo),

@@ -18,6 +18,7 @@ import math
 import torch
 
 from lossbench import harness, tables
+from lossbench.commands import require_positive
 from lossbench.errors import UsageError
 from lossbench.reference import grad_l1_distance, measure, reference_loss_and_grad
 from softmaxloss import IMPLEMENTATIONS
@@ -147,12 +148,10 @@ def format_table(rep) -> str:
 
 
 def run(args) -> int:
-    if args.size <= 0:
-        raise UsageError(f"--size must be a positive integer, got {args.size}")
-    if args.classes is not None and args.classes <= 0:
-        raise UsageError(f"--classes must be a positive integer, got {args.classes}")
-    if args.repeats <= 0:
-        raise UsageError(f"--repeats must be a positive integer, got {args.repeats}")
+    require_positive("--size", args.size)
+    if args.classes is not None:
+        require_positive("--classes", args.classes)
+    require_positive("--repeats", args.repeats)
     if not math.isfinite(args.scale):
         raise UsageError(f"--scale must be finite, got {args.scale}")
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -12,8 +12,10 @@ import os
 import sys
 
 import torch
+from tqdm import tqdm
 
 from lossbench import depth
+from lossbench.commands import parse_choices, require_positive
 from lossbench.depth.data import DATASETS, DataError, load
 from lossbench.errors import UsageError
 from lossbench.harness import DTYPES
@@ -68,45 +70,14 @@ def parse_depths(text: str) -> list[int]:
     return depths
 
 
-def parse_dtypes(text: str) -> list[str]:
-    items = [s.strip() for s in str(text).split(",")]
-    bad = [s for s in items if s not in DTYPES]
-    if bad or not items:
-        raise ValueError(
-            f"--dtype must be a comma-separated list from {tuple(DTYPES)}, got {text!r}"
-        )
-    return list(dict.fromkeys(items))
-
-
-class _NoBar:
-    def set_description(self, *_):
-        pass
-
-    def update(self, *_):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress_bar(total: int):
-    """tqdm on stderr (hidden when stderr is not a terminal); progress is a nicety."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, file=sys.stderr, disable=None, leave=False)
-
-
 def run(args) -> int:
     try:
         depths = parse_depths(args.depths)
-        dtypes = parse_dtypes(args.dtype)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for opt, value in (("--batch", args.batch), ("--width", args.width)):
-        if value <= 0:
-            raise UsageError(f"{opt} must be a positive integer, got {value}")
+    dtypes = parse_choices("--dtype", args.dtype, DTYPES)
+    require_positive("--batch", args.batch)
+    require_positive("--width", args.width)
     if args.steps < 0:
         raise UsageError(f"--steps must be a non-negative integer, got {args.steps}")
     if not (math.isfinite(args.logit_scale) and args.logit_scale > 0):
@@ -139,7 +110,8 @@ def run(args) -> int:
     impl_names = list(IMPLEMENTATIONS)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible sums whatever the core count; the nets are small
-    bar = _progress_bar(len(depths) * (1 + len(dtypes)))
+    # progress on stderr, hidden when stderr is not a terminal
+    bar = tqdm(total=len(depths) * (1 + len(dtypes)), file=sys.stderr, disable=None, leave=False)
     try:
         rows, notes = depth.experiment(
             dataset,

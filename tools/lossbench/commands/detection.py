@@ -12,11 +12,11 @@ runs). ``--evaluate`` measures nothing and re-decides the saved rows at other th
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 from lossbench import gate, paired, study, tables
+from lossbench.commands import echo
 from lossbench.commands.gate import parse_thresholds
 from lossbench.errors import UsageError
 from lossbench.injections import CATALOGUE
@@ -56,8 +56,6 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    def echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
 
     thresholds = parse_thresholds(args.threshold)
     if args.runs < 1 or args.noops < 0:

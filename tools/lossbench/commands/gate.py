@@ -13,9 +13,9 @@ commit), 3 a benchmark failed on HEAD (or asv did); the last line says it too.
 from __future__ import annotations
 
 import os
-import sys
 
 from lossbench import gate
+from lossbench.commands import echo
 from lossbench.errors import UsageError
 from lossbench.machine import machine_name
 
@@ -80,8 +80,6 @@ def _summary_markdown(run: gate.GateRun, lines: list[str]) -> str:
 
 
 def main(args) -> int:
-    def echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
 
     thresholds = parse_thresholds(args.threshold)
     machine = args.machine or machine_name()

@@ -17,12 +17,12 @@ medians. The output is a Markdown table."""
 from __future__ import annotations
 
 import json
-import os
 
 import torch
 import torch.nn.functional as F
 
 from lossbench import harness, tables
+from lossbench.commands import refuse_existing, require_positive
 from lossbench.errors import UsageError
 from softmaxloss import IMPLEMENTATIONS, _cpu_ext
 
@@ -129,14 +129,11 @@ def markdown(results: list[dict], names: list[str]) -> str:
 
 def run(args) -> int:
     sizes = parse_sizes(args.sizes)
-    if args.threads <= 0:
-        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
-    if args.rounds <= 0:
-        raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
+    require_positive("--threads", args.threads)
+    require_positive("--rounds", args.rounds)
     if not args.budget > 0:
         raise UsageError(f"--budget must be positive, got {args.budget}")
-    if args.json and os.path.exists(args.json):
-        raise UsageError(f"--json {args.json!r} exists; give a new file name")
+    refuse_existing("--json", args.json)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: torch.cuda.is_available() is False")
     if BASELINE not in IMPLEMENTATIONS:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from lossbench import config, paired, results, runner, tables
+from lossbench.commands import refuse_existing
 from lossbench.errors import UsageError
 
 DEFAULT_BENCH = (
@@ -43,8 +44,7 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     if args.trials < 1 or args.pairs < 1:
         raise UsageError("--trials and --pairs must be >= 1")
-    if args.json is not None and args.json.exists():
-        raise UsageError(f"--json {args.json} exists; give a new file name")
+    refuse_existing("--json", args.json)
     repo = Path(runner.git(".", "rev-parse", "--show-toplevel"))
     base = runner.resolve(repo, args.base, "BASE")
     head = runner.resolve(repo, args.head, "HEAD")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 
 import torch
 
 from lossbench import harness, tables
+from lossbench.commands import parse_choices, refuse_existing, require_positive
 from lossbench.errors import UsageError
 from softmaxloss import IMPLEMENTATIONS
 
@@ -151,29 +151,19 @@ def _cases(args) -> list[tuple[int, int, str]]:
         if args.classes is not None:
             raise UsageError("--classes needs --size")
         return QUICK_CASES if args.quick else FULL_CASES
-    if args.size <= 0:
-        raise UsageError(f"--size must be a positive integer, got {args.size}")
+    require_positive("--size", args.size)
     classes = args.size if args.classes is None else args.classes
-    if classes <= 0:
-        raise UsageError(f"--classes must be a positive integer, got {classes}")
-    dtypes = [d.strip() for d in args.dtype.split(",")]
-    bad = [d for d in dtypes if d not in RATIO_DTYPES]
-    if bad or not dtypes:
-        raise UsageError(
-            f"--dtype must be a comma-separated list from {RATIO_DTYPES}, got {args.dtype!r}"
-        )
-    return [(args.size, classes, d) for d in dict.fromkeys(dtypes)]
+    require_positive("--classes", classes)
+    return [(args.size, classes, d) for d in parse_choices("--dtype", args.dtype, RATIO_DTYPES)]
 
 
 def run(args) -> int:
     cases = _cases(args)
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 9)
-    if repeats <= 0:
-        raise UsageError(f"--repeats must be a positive integer, got {repeats}")
-    if args.threads is not None and args.threads <= 0:
-        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
-    if args.json and os.path.exists(args.json):
-        raise UsageError(f"--json {args.json!r} exists; give a new file name")
+    require_positive("--repeats", repeats)
+    if args.threads is not None:
+        require_positive("--threads", args.threads)
+    refuse_existing("--json", args.json)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     results = []

@@ -4,7 +4,12 @@ control, skips and failures. Real workers run in tests/test_gate_power.py (slow)
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -12,6 +17,7 @@ from scipy import stats
 from lossbench import paired
 
 BENCH = "bench_time.TimeSoftmaxLoss.time_forward"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("ratios", [[1.2] * 8, [1.2] * 6 + [0.9] * 2, [0.9, 1.1, 1.0, 1.3]])
@@ -210,3 +216,40 @@ def test_the_paired_command_refuses_bad_input(cli_refuses, argv, match):
 def test_the_paired_command_never_overwrites_a_file(cli_refuses, kept_file):
     cli_refuses(["paired", "HEAD", "--json", str(kept_file)], "exists; give a new file name")
     assert kept_file.read_text() == "earlier results"
+
+
+def test_store_writes_the_batch_medians_into_asvs_results(tmp_path, monkeypatch):
+    """The gate's paired timings go into asv's results through asv's own API, as the
+    ``bench_paired`` series: the value is the median of the batch medians, the samples are
+    the batch medians, a combination not timed has no value; asv's reader reads them back."""
+    from asv.machine import Machine
+    from gitrepo import git
+
+    from lossbench import results
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "asv.conf.json").write_text((ROOT / "asv.conf.json").read_text())
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "one")
+    commit = git(repo, "rev-parse", "HEAD")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "m"],
+                   cwd=repo, check=True, capture_output=True)  # fmt: skip
+    out = repo / ".asv" / "results"
+    out.mkdir(parents=True)
+    name = "bench_paired.PairedTimeSoftmaxLoss.time_forward"
+    info = {"name": name, "type": "time", "unit": "seconds", "version": "v1",
+            "params": [["'manual'", "'torch'"]], "param_names": ["impl"]}  # fmt: skip
+    (out / "benchmarks.json").write_text(json.dumps({name: info, "version": 2}))
+    Machine.load(machine_name="m", interactive=False).save(str(out))
+    outcome = paired.Outcome(
+        paired.Case(BENCH, ("'manual'",)), base_times=[1.0, 3.0, 2.0], head_times=[4.0, 6.0]
+    )
+    conf = str(repo / "asv.conf.json")
+    assert paired.store(conf, "m", commit, [outcome], "base") == 1
+    got = results.load_commit(out, "m", commit)
+    manual, torch_ = got[name, ("'manual'",)], got[name, ("'torch'",)]
+    assert (manual.value, manual.samples, manual.version) == (2.0, (1.0, 3.0, 2.0), "v1")
+    assert torch_.value is None or math.isnan(torch_.value)

@@ -408,10 +408,8 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
     """Writes one commit's paired timings into asv's results (``STORE`` names), through
     asv's own API, as ``asv run`` would: the value of a combination is the median of its
     batch medians, the samples are the batch medians. Returns the combinations written."""
-    from asv import runner as asv_runner
-
     from lossbench.config import results_dir
-    from lossbench.results import open_for_writing
+    from lossbench.results import add, open_for_writing
 
     res, benchmarks = open_for_writing(conf_path, machine, commit)
     by_name: dict[str, dict] = {}
@@ -429,15 +427,7 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
         combos = list(itertools.product(*info["params"]))
         values = [statistics.median(measured[c]) if c in measured else math.nan for c in combos]
         samples = [measured.get(c) for c in combos]
-        result = asv_runner.BenchmarkResult(
-            result=values,
-            samples=samples,
-            number=[1 if c in measured else None for c in combos],
-            errcode=0,
-            stderr="",
-            profile=None,
-        )
-        res.add_result(info, result, record_samples=True)
+        add(res, info, values, samples, [1 if c in measured else None for c in combos])
         written += len(measured)
     res.save(str(results_dir(conf_path)))
     return written

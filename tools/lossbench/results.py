@@ -142,14 +142,22 @@ def open_for_writing(conf_path: str, machine: str, commit: str):
     return res, benchmarks
 
 
+def add(res, info: dict, values: list, samples: list, number: list | None = None) -> None:
+    """Adds one benchmark's ``values`` and ``samples`` (one per parameter combination of
+    ``info``, its entry of benchmarks.json) to asv's ``res``, as ``asv run`` would."""
+    from asv.runner import BenchmarkResult
+
+    number = [None] * len(values) if number is None else number
+    result = BenchmarkResult(values, samples, number, errcode=0, stderr="", profile=None)
+    res.add_result(info, result, record_samples=True)
+
+
 def copy_commit(conf_path: str, machine: str, source: str, dest: str) -> int:
     """Copies ``source``'s results of every benchmark that is not a timing (``time_``:
     timings are measured, never copied) to ``dest`` where ``dest`` has none of that
     benchmark, for two commits with the same package (``lossbench.gate.package_key``).
     Only results measured with today's benchmark code (asv's ``version``). Returns the
     benchmarks copied."""
-    from asv.runner import BenchmarkResult
-
     from lossbench.config import results_dir
 
     folder = results_dir(conf_path)
@@ -169,15 +177,7 @@ def copy_commit(conf_path: str, machine: str, source: str, dest: str) -> int:
         params = src.get_result_params(key)
         values = list(src.get_result_value(key, params))
         samples = src.get_result_samples(key, params) or [None] * len(values)
-        result = BenchmarkResult(
-            result=values,
-            samples=list(samples),
-            number=[None] * len(values),
-            errcode=0,
-            stderr="",
-            profile=None,
-        )
-        res.add_result(info, result, record_samples=True)
+        add(res, info, values, list(samples))
         copied += 1
     if copied:
         res.save(str(folder))

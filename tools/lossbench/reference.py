@@ -50,7 +50,7 @@ def _require_extended() -> None:
         )
 
 
-def _to_ld(t: torch.Tensor) -> np.ndarray:
+def to_longdouble(t: torch.Tensor) -> np.ndarray:
     # float64 holds every float16/bfloat16/float32 value exactly; float64 -> longdouble too.
     return t.detach().to("cpu", torch.float64).numpy().astype(_LD)
 
@@ -78,8 +78,12 @@ def reference_loss_and_grad(logits: torch.Tensor, target: torch.Tensor):
     """
     _check(logits, target)
     _require_extended()
-    x = _to_ld(logits)
-    t = target.detach().to("cpu", torch.int64).numpy()
+    return loss_and_grad_ld(to_longdouble(logits), target.detach().to("cpu", torch.int64).numpy())
+
+
+def loss_and_grad_ld(x: np.ndarray, t: np.ndarray):
+    """:func:`reference_loss_and_grad`'s math on longdouble logits ``x`` and class indices
+    ``t`` (numpy arrays, unchecked): the stable formula, in ``x``'s precision."""
     n = x.shape[0]
     rows = np.arange(n)
     m = x.max(axis=1, keepdims=True)
@@ -101,7 +105,7 @@ def _eps(dtype: torch.dtype) -> tuple[float, float]:
 def grad_error_eps(grad: torch.Tensor, ref_grad: np.ndarray, dtype: torch.dtype) -> float:
     """max|g - g*| / max(max|g*|, tiny) / eps(dtype); inf if ``grad`` is not finite."""
     eps, tiny = _eps(dtype)
-    g = _to_ld(grad)
+    g = to_longdouble(grad)
     if not np.isfinite(g).all():
         return math.inf
     scale = max(float(np.abs(ref_grad).max(initial=0)), tiny)
@@ -111,7 +115,7 @@ def grad_error_eps(grad: torch.Tensor, ref_grad: np.ndarray, dtype: torch.dtype)
 def loss_error_eps(loss, ref_loss, dtype: torch.dtype) -> float:
     """|L - L*| / max(|L*|, tiny) / eps(dtype); inf if ``loss`` is not finite."""
     eps, tiny = _eps(dtype)
-    value = _LD(float(loss)) if not isinstance(loss, torch.Tensor) else _to_ld(loss)[()]
+    value = _LD(float(loss)) if not isinstance(loss, torch.Tensor) else to_longdouble(loss)[()]
     if not np.isfinite(value):
         return math.inf
     return float(abs(value - ref_loss)) / max(float(abs(ref_loss)), tiny) / eps

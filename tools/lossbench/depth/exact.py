@@ -7,22 +7,15 @@ import numpy as np
 import torch
 
 from lossbench.depth.model import linears
+from lossbench.reference import loss_and_grad_ld
+from lossbench.reference import to_longdouble as _ld
 
 _LD = np.longdouble
 
 
 def exact_loss_grad(z: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Gradient of the mean cross-entropy at longdouble logits ``z`` (stable formula)."""
-    n = z.shape[0]
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    g = e / e.sum(axis=1, keepdims=True)
-    g[np.arange(n), target] -= 1
-    return g / _LD(n)
-
-
-def _ld(t: torch.Tensor) -> np.ndarray:
-    # every float16/bfloat16/float32/float64 value is exact in float64 and in longdouble
-    return t.detach().to(torch.float64).numpy().astype(_LD)
+    """Gradient of the mean cross-entropy at longdouble logits ``z``: the reference's."""
+    return loss_and_grad_ld(z, target)[1]
 
 
 def exact_gradients(model, x: torch.Tensor, target: np.ndarray, logit_scale: float):

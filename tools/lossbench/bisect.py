@@ -41,8 +41,8 @@ def bisect(
     bad = runner.resolve(repo, bad_rev, "BAD")
     if good == bad or not runner.is_ancestor(repo, good, bad):
         raise UsageError(f"GOOD {good_rev!r} is not an ancestor of BAD {bad_rev!r}")
-    parents = runner.git(repo, "rev-list", "--parents", "-n", "1", good).split()[1:]
-    range_spec = f"{parents[0]}..{bad}" if parents else bad
+    before_good = runner.first_parent(repo, good)
+    range_spec = f"{before_good}..{bad}" if before_good else bad
     conf = os.path.join(repo, conf_file)
     log_path = log_path or os.path.join(repo, ".asv", "bisect.log")
     if echo is not None:
@@ -72,8 +72,7 @@ def bisect(
         raise ToolError(f"{why}; see {log_path}")
     commit = runner.resolve(repo, found[-1])
     subject = runner.git(repo, "log", "-1", "--format=%s", commit)
-    parents = runner.git(repo, "rev-list", "--parents", "-n", "1", commit).split()[1:]
-    parent = parents[0] if parents else None
+    parent = runner.first_parent(repo, commit)
     return Found(commit, subject, parent, _values(conf, machine, bench, parent, commit))
 
 

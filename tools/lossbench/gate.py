@@ -21,7 +21,6 @@ two results (asv's ``version``), is not compared.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 import statistics
@@ -138,10 +137,7 @@ def compare(
             report.not_compared += 1
             continue
         fam = family(new)
-        if old.value > 0:
-            ratio = new.value / old.value
-        else:
-            ratio = 1.0 if new.value == old.value else math.inf
+        ratio = results.ratio(old.value, new.value)
         limit = limits.get(fam, limits["other"])
         report.rows.append(
             Row(

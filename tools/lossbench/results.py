@@ -43,6 +43,13 @@ class Result:
         return f"{self.benchmark}({', '.join(self.params)})" if self.params else self.benchmark
 
 
+def ratio(before: float, after: float) -> float:
+    """``after / before``; from a zero: 1 when both are zero, else infinity."""
+    if before > 0:
+        return after / before
+    return 1.0 if after == before else math.inf
+
+
 def load_benchmarks(results_dir) -> dict:
     """``benchmarks.json``: benchmark name -> its description (type, unit, params, version)."""
     from asv import util

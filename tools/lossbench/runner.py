@@ -73,6 +73,12 @@ def is_ancestor(repo, older: str, newer: str) -> bool:
     return proc.returncode == 0
 
 
+def first_parent(repo, commit: str) -> str | None:
+    """``commit``'s first parent; None for a root commit."""
+    parents = git(repo, "rev-list", "--parents", "-n", "1", commit).split()[1:]
+    return parents[0] if parents else None
+
+
 def write_hashfile(path, hashes: Sequence[str]) -> str:
     """A ``HASHFILE:`` list for asv: one commit a line."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def compare(base: dict, other: dict, factor: float):
         a, b = base[key], other[key]
         if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
             continue
-        ratio = b / a if a > 0 else (1.0 if b == a else math.inf)
+        ratio = results.ratio(a, b)
         rows.append((key[0], key[1], a, b, ratio, ratio > factor))
     return rows
 

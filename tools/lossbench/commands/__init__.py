@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-from lossbench.errors import EXIT_OK, EXIT_USAGE, ToolError, UsageError
+from lossbench.errors import EXIT_OK, EXIT_USAGE, ToolError
 
 # command -> the module that adds it. Only the module of the command run is imported (the
 # experiments import torch, ~2 s; the asv and git helpers need none of it); --help and a
@@ -39,33 +38,6 @@ COMMANDS = {
     "merge-results": "history",
     "regressions": "regressions",
 }
-
-
-def echo(line: str) -> None:
-    """A progress line of a long command, on stderr (stdout keeps its results)."""
-    print(line, file=sys.stderr, flush=True)
-
-
-def require_positive(option: str, value) -> None:
-    """UsageError unless ``value`` (of ``option``) is a positive integer."""
-    if value <= 0:
-        raise UsageError(f"{option} must be a positive integer, got {value}")
-
-
-def parse_choices(option: str, text: str, choices) -> list[str]:
-    """A comma-separated list of ``choices`` (repeats dropped), or UsageError."""
-    items = [s.strip() for s in str(text).split(",")]
-    if any(s not in choices for s in items):
-        raise UsageError(
-            f"{option} must be a comma-separated list from {tuple(choices)}, got {text!r}"
-        )
-    return list(dict.fromkeys(items))
-
-
-def refuse_existing(option: str, path) -> None:
-    """Result files are never overwritten: UsageError when ``path`` exists."""
-    if path is not None and os.path.exists(path):
-        raise UsageError(f"{option} {str(path)!r} exists; give a new file name")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 
 from lossbench import bisect
-from lossbench.commands import echo
 from lossbench.machine import machine_name
+from lossbench.options import echo
 
 
 def add_parser(sub) -> None:

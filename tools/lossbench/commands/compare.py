@@ -18,8 +18,8 @@ import math
 import torch
 
 from lossbench import harness, tables
-from lossbench.commands import require_positive
 from lossbench.errors import UsageError
+from lossbench.options import require_positive
 from lossbench.reference import grad_l1_distance, measure, reference_loss_and_grad
 from softmaxloss import IMPLEMENTATIONS
 

@@ -15,10 +15,10 @@ import torch
 from tqdm import tqdm
 
 from lossbench import depth
-from lossbench.commands import parse_choices, require_positive
 from lossbench.depth.data import DATASETS, DataError, load
 from lossbench.errors import UsageError
 from lossbench.harness import DTYPES
+from lossbench.options import parse_choices, require_positive
 from softmaxloss import IMPLEMENTATIONS
 
 

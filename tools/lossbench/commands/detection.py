@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from lossbench import gate, paired, study, tables
-from lossbench.commands import echo
 from lossbench.commands.gate import parse_thresholds
 from lossbench.errors import UsageError
 from lossbench.injections import CATALOGUE
+from lossbench.options import echo
 
 DEFAULT_INJECTIONS = ",".join(CATALOGUE)
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 
 from lossbench import gate
-from lossbench.commands import echo
 from lossbench.errors import UsageError
 from lossbench.machine import machine_name
+from lossbench.options import echo
 
 
 def parse_thresholds(items) -> dict:

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from lossbench import harness, tables
-from lossbench.commands import refuse_existing, require_positive
 from lossbench.errors import UsageError
+from lossbench.options import refuse_existing, require_positive
 from softmaxloss import IMPLEMENTATIONS, _cpu_ext
 
 SIZES = ("128x100", "1024x1000", "3200x3200")

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from lossbench import config, paired, results, runner, tables
-from lossbench.commands import refuse_existing
 from lossbench.errors import UsageError
+from lossbench.options import refuse_existing
 
 DEFAULT_BENCH = (
     r"^bench_time\.TimeSoftmaxLoss\.time_(forward|backward)\('(manual|fused|torch)', '\w+', "

@@ -20,8 +20,8 @@ import multiprocessing
 import torch
 
 from lossbench import harness, tables
-from lossbench.commands import parse_choices, refuse_existing, require_positive
 from lossbench.errors import UsageError
+from lossbench.options import parse_choices, refuse_existing, require_positive
 from softmaxloss import IMPLEMENTATIONS
 
 RATIO_DTYPES = ("float32", "float64")

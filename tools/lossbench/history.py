@@ -29,27 +29,13 @@ from pathlib import Path
 
 from lossbench import asv_output, config, runner
 from lossbench.errors import UsageError
+from lossbench.options import positive_int
 
 TORCH_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+]*$")
 PATH_KEYS = ("benchmark_dir", "env_dir", "results_dir", "html_dir")
 
 
 # ---- commits ---------------------------------------------------------------------------
-
-
-def positive_int(value, what: str) -> int:
-    """``value`` (an int or its decimal text) as an int >= 1, else UsageError naming ``what``."""
-    if isinstance(value, bool):
-        raise UsageError(f"{what} must be a positive integer, got {value!r}")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-        number = int(value)
-    else:
-        raise UsageError(f"{what} must be a positive integer, got {value!r}")
-    if number < 1:
-        raise UsageError(f"{what} must be a positive integer, got {value!r}")
-    return number
 
 
 def parse_range(text: str) -> tuple[str, str]:

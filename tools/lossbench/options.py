@@ -5,6 +5,7 @@ message for the same mistake in every command (a ``UsageError``, exit 2, caught 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from lossbench.errors import UsageError
@@ -15,10 +16,19 @@ def echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def require_positive(option: str, value) -> None:
-    """UsageError unless ``value`` (of ``option``) is a positive integer."""
-    if value <= 0:
-        raise UsageError(f"{option} must be a positive integer, got {value}")
+def positive_int(value, what: str) -> int:
+    """``value`` (an int or its decimal text) as an int >= 1, else UsageError naming ``what``."""
+    if isinstance(value, bool):
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        number = int(value)
+    else:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    if number < 1:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    return number
 
 
 def parse_choices(option: str, text: str, choices) -> list[str]:

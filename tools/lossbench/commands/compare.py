@@ -19,7 +19,7 @@ import torch
 
 from lossbench import harness, tables
 from lossbench.errors import UsageError
-from lossbench.options import require_positive
+from lossbench.options import positive_int
 from lossbench.reference import grad_l1_distance, measure, reference_loss_and_grad
 from softmaxloss import IMPLEMENTATIONS
 
@@ -148,10 +148,10 @@ def format_table(rep) -> str:
 
 
 def run(args) -> int:
-    require_positive("--size", args.size)
+    positive_int(args.size, "--size")
     if args.classes is not None:
-        require_positive("--classes", args.classes)
-    require_positive("--repeats", args.repeats)
+        positive_int(args.classes, "--classes")
+    positive_int(args.repeats, "--repeats")
     if not math.isfinite(args.scale):
         raise UsageError(f"--scale must be finite, got {args.scale}")
     if args.device == "cuda" and not torch.cuda.is_available():

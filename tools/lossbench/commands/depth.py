@@ -18,7 +18,7 @@ from lossbench import depth
 from lossbench.depth.data import DATASETS, DataError, load
 from lossbench.errors import UsageError
 from lossbench.harness import DTYPES
-from lossbench.options import parse_choices, require_positive
+from lossbench.options import parse_choices, positive_int
 from softmaxloss import IMPLEMENTATIONS
 
 
@@ -76,8 +76,8 @@ def run(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     dtypes = parse_choices("--dtype", args.dtype, DTYPES)
-    require_positive("--batch", args.batch)
-    require_positive("--width", args.width)
+    positive_int(args.batch, "--batch")
+    positive_int(args.width, "--width")
     if args.steps < 0:
         raise UsageError(f"--steps must be a non-negative integer, got {args.steps}")
     if not (math.isfinite(args.logit_scale) and args.logit_scale > 0):

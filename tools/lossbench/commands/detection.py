@@ -56,7 +56,6 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-
     thresholds = parse_thresholds(args.threshold)
     if args.runs < 1 or args.noops < 0:
         raise UsageError("--runs must be >= 1 and --noops >= 0")

@@ -80,7 +80,6 @@ def _summary_markdown(run: gate.GateRun, lines: list[str]) -> str:
 
 
 def main(args) -> int:
-
     thresholds = parse_thresholds(args.threshold)
     machine = args.machine or machine_name()
     repo = os.path.abspath(args.repo)

@@ -20,6 +20,7 @@ from pathlib import Path
 from lossbench import backfill, config, merge, runner
 from lossbench import history as hist
 from lossbench.errors import EXIT_OK, ToolError, UsageError
+from lossbench.options import positive_int
 
 DEFAULT_N = 20
 
@@ -190,7 +191,7 @@ def _torch_list(text: str | None) -> list[str]:
 
 def run_plan(args) -> int:
     repo = _repo_root()
-    shards = hist.positive_int(args.shards, "SHARDS")
+    shards = positive_int(args.shards, "SHARDS")
     torch = _torch_list(args.torch)
     commits = _commits(args, repo, args.branch, None)
     plan = hist.round_robin(commits, shards)
@@ -213,7 +214,7 @@ def run_plan(args) -> int:
 
 def run_local(args) -> int:
     repo = _repo_root()
-    shards = hist.positive_int(args.shards, "SHARDS")
+    shards = positive_int(args.shards, "SHARDS")
     commits = _commits(args, repo, _branch(args.config), DEFAULT_N)
     _check_bench(args.bench)
     if args.torch is not None:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from lossbench import harness, tables
 from lossbench.errors import UsageError
-from lossbench.options import refuse_existing, require_positive
+from lossbench.options import positive_int, refuse_existing
 from softmaxloss import IMPLEMENTATIONS, _cpu_ext
 
 SIZES = ("128x100", "1024x1000", "3200x3200")
@@ -129,8 +129,8 @@ def markdown(results: list[dict], names: list[str]) -> str:
 
 def run(args) -> int:
     sizes = parse_sizes(args.sizes)
-    require_positive("--threads", args.threads)
-    require_positive("--rounds", args.rounds)
+    positive_int(args.threads, "--threads")
+    positive_int(args.rounds, "--rounds")
     if not args.budget > 0:
         raise UsageError(f"--budget must be positive, got {args.budget}")
     refuse_existing("--json", args.json)

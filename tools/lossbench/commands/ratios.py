@@ -21,7 +21,7 @@ import torch
 
 from lossbench import harness, tables
 from lossbench.errors import UsageError
-from lossbench.options import parse_choices, refuse_existing, require_positive
+from lossbench.options import parse_choices, positive_int, refuse_existing
 from softmaxloss import IMPLEMENTATIONS
 
 RATIO_DTYPES = ("float32", "float64")
@@ -151,18 +151,18 @@ def _cases(args) -> list[tuple[int, int, str]]:
         if args.classes is not None:
             raise UsageError("--classes needs --size")
         return QUICK_CASES if args.quick else FULL_CASES
-    require_positive("--size", args.size)
+    positive_int(args.size, "--size")
     classes = args.size if args.classes is None else args.classes
-    require_positive("--classes", classes)
+    positive_int(classes, "--classes")
     return [(args.size, classes, d) for d in parse_choices("--dtype", args.dtype, RATIO_DTYPES)]
 
 
 def run(args) -> int:
     cases = _cases(args)
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 9)
-    require_positive("--repeats", repeats)
+    positive_int(repeats, "--repeats")
     if args.threads is not None:
-        require_positive("--threads", args.threads)
+        positive_int(args.threads, "--threads")
     refuse_existing("--json", args.json)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -48,6 +48,20 @@ def results_dir(path=None) -> Path:
     return load(path).results_dir
 
 
+PATH_KEYS = ("benchmark_dir", "env_dir", "results_dir", "html_dir")
+"""The config's folders; with ``repo`` (unless a URL), relative to the config's folder."""
+
+
+def absolute_paths(values: dict, base: Path) -> dict:
+    """The path entries of ``values`` (``PATH_KEYS`` and a local ``repo``) made absolute
+    from ``base``, the config's folder: for a config used from another folder."""
+    out = {key: str((base / values[key]).resolve()) for key in PATH_KEYS if key in values}
+    repo = values.get("repo")
+    if repo is not None and not re.match(r"^[a-z+]+://|^git@", repo):
+        out["repo"] = str((base / repo).resolve())
+    return out
+
+
 def asv_config(path):
     """asv's own ``Config`` of ``path``, its folders absolute (asv resolves them from the
     current folder, which is not always the config's)."""
@@ -57,9 +71,8 @@ def asv_config(path):
 
     conf = asv_config_module.Config.load(str(path))
     base = Path(path).resolve().parent
-    for key in ("results_dir", "html_dir", "env_dir", "benchmark_dir"):
-        setattr(conf, key, str(base / getattr(conf, key)))
-    if not re.match(r"^[a-z+]+://|^git@", conf.repo):
-        conf.repo = str(base / conf.repo)
+    values = {key: getattr(conf, key) for key in (*PATH_KEYS, "repo")}
+    for key, value in absolute_paths(values, base).items():
+        setattr(conf, key, value)
     os.makedirs(conf.results_dir, exist_ok=True)
     return conf

@@ -32,7 +32,6 @@ from lossbench.errors import UsageError
 from lossbench.options import positive_int
 
 TORCH_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+]*$")
-PATH_KEYS = ("benchmark_dir", "env_dir", "results_dir", "html_dir")
 
 
 # ---- commits ---------------------------------------------------------------------------
@@ -114,12 +113,7 @@ def config_for_torch(config_path: Path, torch: str | None) -> Path:
         return config_path
     req["torch"] = [torch]
     base = config_path.resolve().parent
-    repo = conf.get("repo", ".")
-    if not re.match(r"^[a-z+]+://|^git@", repo):
-        conf["repo"] = str((base / repo).resolve())
-    for key in PATH_KEYS:
-        if key in conf:
-            conf[key] = str((base / conf[key]).resolve())
+    conf.update(config.absolute_paths({"repo": ".", **conf}, base))
     env_dir = Path(conf.get("env_dir", base / "env"))
     out = env_dir.parent / "conf" / f"{config_path.stem}.torch-{torch}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import html
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from lossbench.errors import ToolError
+from lossbench.results import load_benchmarks
 
 BEGIN, END = "<!-- softmaxloss-summary -->", "<!-- /softmaxloss-summary -->"
 ANCHOR = '<div id="summarygrid-display"'
@@ -92,8 +92,7 @@ def summarize(results_dir: Path, impl_param: str = "impl") -> Summary:
     meta_path = results_dir / "benchmarks.json"
     if not meta_path.is_file():
         raise SummaryError(f"{meta_path} not found: run the benchmarks first")
-    meta = json.loads(meta_path.read_text())
-    meta.pop("version", None)
+    meta = load_benchmarks(results_dir)
     series, labels = _latest_per_series(results_dir)
     fastest, precise = [], []
     for name in sorted(meta):

@@ -205,7 +205,8 @@ def test_the_screen_stops_early_only_on_plainly_clean_cases(monkeypatch, tmp_pat
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["paired", "HEAD", "--trials", "0"], "--trials and --pairs must be >= 1"),
+        (["paired", "HEAD", "--trials", "0"], "--trials must be a positive integer, got 0"),
+        (["paired", "HEAD", "--pairs", "-1"], "--pairs must be a positive integer, got -1"),
         (["paired", "no-such-rev"], "BASE 'no-such-rev' is not a commit"),
     ],
 )

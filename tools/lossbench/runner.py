@@ -50,6 +50,14 @@ def git(repo, *args: str, env: dict | None = None) -> str:
     return proc.stdout.rstrip("\n")
 
 
+def repo_root() -> Path:
+    """The top folder of the git repository of the current folder; UsageError outside one."""
+    try:
+        return Path(git(Path.cwd(), "rev-parse", "--show-toplevel"))
+    except ToolError:
+        raise UsageError("not inside a git repository") from None
+
+
 def resolve(repo, rev: str, what: str = "revision") -> str:
     """The full hash of commit ``rev``; UsageError naming it when there is no such commit."""
     if not rev or rev.startswith("-"):

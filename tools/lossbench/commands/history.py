@@ -116,13 +116,6 @@ def add_parser(sub):
     return p
 
 
-def _repo_root() -> Path:
-    try:
-        return Path(runner.git(Path.cwd(), "rev-parse", "--show-toplevel"))
-    except ToolError:
-        raise UsageError("not inside a git repository") from None
-
-
 def _branch(config_path: str) -> str:
     branches = config.load(config_path).raw.get("branches") or ["main"]
     return branches[0]
@@ -148,7 +141,7 @@ def _check_bench(patterns: list[str]) -> None:
 
 
 def run_history(args) -> int:
-    repo = _repo_root()
+    repo = runner.repo_root()
     commits = _commits(args, repo, _branch(args.config), DEFAULT_N)
     _check_bench(args.bench)
     conf = hist.config_for_torch(Path(args.config), args.torch)
@@ -190,7 +183,7 @@ def _torch_list(text: str | None) -> list[str]:
 
 
 def run_plan(args) -> int:
-    repo = _repo_root()
+    repo = runner.repo_root()
     shards = positive_int(args.shards, "SHARDS")
     torch = _torch_list(args.torch)
     commits = _commits(args, repo, args.branch, None)
@@ -213,7 +206,7 @@ def run_plan(args) -> int:
 
 
 def run_local(args) -> int:
-    repo = _repo_root()
+    repo = runner.repo_root()
     shards = positive_int(args.shards, "SHARDS")
     commits = _commits(args, repo, _branch(args.config), DEFAULT_N)
     _check_bench(args.bench)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lossbench import config, paired, results, runner, tables
 from lossbench.errors import UsageError
-from lossbench.options import refuse_existing
+from lossbench.options import positive_int, refuse_existing
 
 DEFAULT_BENCH = (
     r"^bench_time\.TimeSoftmaxLoss\.time_(forward|backward)\('(manual|fused|torch)', '\w+', "
@@ -42,10 +42,10 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    if args.trials < 1 or args.pairs < 1:
-        raise UsageError("--trials and --pairs must be >= 1")
+    positive_int(args.trials, "--trials")
+    positive_int(args.pairs, "--pairs")
     refuse_existing("--json", args.json)
-    repo = Path(runner.git(".", "rev-parse", "--show-toplevel"))
+    repo = runner.repo_root()
     base = runner.resolve(repo, args.base, "BASE")
     head = runner.resolve(repo, args.head, "HEAD")
     benchmarks = results.load_benchmarks(config.results_dir(args.config))

@@ -62,7 +62,9 @@ class ScriptedWorker:
         return {"times": [1e-3 * factor * wobble] * calls}
 
 
-def run(monkeypatch, tmp_path, script, settings, worker=ScriptedWorker):
+def scripted_pairs(monkeypatch, tmp_path, script, worker=ScriptedWorker):
+    """Every worker pair ``paired`` starts is a pair of scripted workers; returns the list of
+    pairs started and the log of calls."""
     pairs, log = [], []
 
     class Pair:
@@ -77,6 +79,11 @@ def run(monkeypatch, tmp_path, script, settings, worker=ScriptedWorker):
 
     monkeypatch.setattr(paired, "_Pair", Pair)
     monkeypatch.setattr(paired, "extract_tree", lambda repo, commit, dest: tmp_path / commit)
+    return pairs, log
+
+
+def run(monkeypatch, tmp_path, script, settings, worker=ScriptedWorker):
+    pairs, log = scripted_pairs(monkeypatch, tmp_path, script, worker)
     cases = [paired.Case(BENCH, (name,)) for name in script]
     outcomes = paired.measure(
         tmp_path, "b", "h", cases, python="python", workdir=tmp_path, settings=settings
@@ -200,6 +207,20 @@ def test_the_screen_stops_early_only_on_plainly_clean_cases(monkeypatch, tmp_pat
     assert len(out["'same'"].screen_ratios) == 4  # median 1.00 <= 1.02: clean
     assert len(out["'slight'"].screen_ratios) == 8  # 1.03: not plainly clean, screened in full
     assert len(out["'slow'"].screen_ratios) == 8 and out["'slow'"].regressed
+
+
+def test_trials_time_every_pair_in_every_fresh_worker_pair(monkeypatch, tmp_path):
+    """The same-code spread and the study's native factors: ``pairs`` pairs in each of ``n``
+    fresh worker pairs, none cut short (the study's factors once stopped after the screen's
+    3 pairs of the 16 they claim), the median per trial near the scripted factor."""
+    script = {"'same'": ("factor", 1.0), "'slow'": ("factor", 1.3)}
+    pairs, _ = scripted_pairs(monkeypatch, tmp_path, script)
+    cases = [paired.Case(BENCH, (name,)) for name in script]
+    got = paired.trials(tmp_path, "b", "h", cases, 3, 16, python="python", workdir=tmp_path)
+    assert len(pairs) == 3 and len(got) == 3
+    assert all(len(o.screen_ratios) == 16 and not o.confirm_groups for t in got for o in t)
+    assert paired.trial_medians(got, 0) == pytest.approx([1.0] * 3, rel=0.01)
+    assert paired.trial_medians(got, 1) == pytest.approx([1.3] * 3, rel=0.01)
 
 
 @pytest.mark.parametrize(

@@ -391,6 +391,38 @@ def measure(
     return [outcomes[c] for c in selected]
 
 
+def trials(
+    repo,
+    base: str,
+    head: str,
+    selected: list[Case],
+    n: int,
+    pairs: int,
+    *,
+    python: str,
+    workdir: Path,
+    env_fix: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> list[list[Outcome]]:
+    """``n`` fresh worker pairs, each timing ``pairs`` pairs of every case in full (no early
+    stop, no confirm stage): the spread of the paired ratios, or a change's native factor.
+    ``trial_medians`` reads one case's median per trial."""
+    settings = Settings(pairs=(pairs, 0), early=0, screen=math.inf, env_fix=env_fix)
+    out = []
+    for k in range(n):
+        if echo:
+            echo(f"paired: trial {k + 1} of {n}, {len(selected)} cases")
+        out.append(
+            measure(repo, base, head, selected, python=python, workdir=workdir, settings=settings)
+        )
+    return out
+
+
+def trial_medians(trials_: list[list[Outcome]], i: int) -> list[float]:
+    """The median ratio of case ``i`` in each trial that timed it."""
+    return [statistics.median(t[i].screen_ratios) for t in trials_ if t[i].screen_ratios]
+
+
 def decide(groups: list[list[float]], p_value: float, m: int, settings: Settings) -> bool:
     """A suspect regresses when every worker pair's median ratio exceeds the threshold and
     the sign test over all its confirm ratios rejects at ``alpha / m``."""

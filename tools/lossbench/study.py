@@ -246,7 +246,6 @@ def measure_factors(study: Study, data: dict, echo, only: list[str] | None = Non
     conf = str(study.clone / "asv.conf.json")
     benchmarks = results.load_benchmarks(config.results_dir(conf))
     python = paired.environment_python(conf)
-    settings = paired.Settings(pairs=(FACTOR_PAIRS, 0), screen=float("inf"))
     for change in chosen(plan_of(data), only):
         if change.kind == "noop" or change.name in data["factors"] or not change.methods:
             continue
@@ -259,22 +258,18 @@ def measure_factors(study: Study, data: dict, echo, only: list[str] | None = Non
         )
         cases = paired.cases(benchmarks, pattern)
         echo(f"detection-power: native factor of {change.name}: {len(cases)} cases")
-        trials = []
-        for _ in range(FACTOR_TRIALS):
-            trials.append(
-                paired.measure(
-                    study.clone,
-                    data["commits"]["base"],
-                    data["commits"][change.name],
-                    cases,
-                    python=python,
-                    workdir=study.workdir / "factors",
-                    settings=settings,
-                )
-            )
+        trials = paired.trials(
+            study.clone,
+            data["commits"]["base"],
+            data["commits"][change.name],
+            cases,
+            FACTOR_TRIALS,
+            FACTOR_PAIRS,
+            python=python,
+            workdir=study.workdir / "factors",
+        )
         data["factors"][change.name] = {
-            c.label: [statistics.median(t[i].screen_ratios) for t in trials if t[i].screen_ratios]
-            for i, c in enumerate(cases)
+            c.label: paired.trial_medians(trials, i) for i, c in enumerate(cases)
         }
         study.save(data)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -52,26 +51,21 @@ def main(args) -> int:
     cases = paired.cases(benchmarks, args.bench)
     if not cases:
         raise UsageError(f"--bench {args.bench!r} selects no time_ case of benchmarks.json")
-    settings = paired.Settings(
-        pairs=(args.pairs, 0), early=0, screen=float("inf"), env_fix=not args.no_env_fix
+    trials = paired.trials(
+        repo,
+        base,
+        head,
+        cases,
+        args.trials,
+        args.pairs,
+        python=os.environ.get("LOSSBENCH_PYTHON") or sys.executable,
+        workdir=repo / ".asv" / "paired",
+        env_fix=not args.no_env_fix,
+        echo=lambda line: print(line, file=sys.stderr),
     )
-    trials = []
-    for k in range(args.trials):
-        print(f"paired: trial {k + 1} of {args.trials}, {len(cases)} cases", file=sys.stderr)
-        trials.append(
-            paired.measure(
-                repo,
-                base,
-                head,
-                cases,
-                python=os.environ.get("LOSSBENCH_PYTHON") or sys.executable,
-                workdir=repo / ".asv" / "paired",
-                settings=settings,
-            )
-        )
     rows, every, alls = [], {}, []
     for i, case in enumerate(cases):
-        medians = [statistics.median(t[i].screen_ratios) for t in trials if t[i].screen_ratios]
+        medians = paired.trial_medians(trials, i)
         every[case.label] = [t[i].screen_ratios for t in trials]
         alls += medians
         if medians:

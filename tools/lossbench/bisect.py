@@ -34,7 +34,6 @@ def bisect(
     conf_file: str = "asv.conf.json",
     launch_method: str | None = None,
     impl: str | None = None,
-    log_path: str | None = None,
     echo=None,
 ) -> Found:
     good = runner.resolve(repo, good_rev, "GOOD")
@@ -44,13 +43,11 @@ def bisect(
     before_good = runner.first_parent(repo, good)
     range_spec = f"{before_good}..{bad}" if before_good else bad
     conf = os.path.join(repo, conf_file)
-    log_path = log_path or os.path.join(repo, ".asv", "bisect.log")
+    log_path = os.path.join(repo, ".asv", "bisect.log")
     if echo is not None:
         echo(f"bisect: {good[:8]}..{bad[:8]} on {bench!r}; asv output in {log_path}")
     runner.ensure_machine(machine, log_path=log_path)
-    args = ["find", "--config", conf, "--machine", machine, "--show-stderr"]
-    if launch_method:
-        args += ["--launch-method", launch_method]
+    args = runner.asv_args("find", conf, machine, launch_method)
     env = dict(os.environ)
     if impl:
         env["SOFTMAXLOSS_INSTRUCTION_IMPLS"] = impl

@@ -51,6 +51,11 @@ DEFAULT_THRESHOLDS = {
 COUNT_UNITS = ("instructions", "cycles", "misses")
 
 
+def limits_of(thresholds: dict | None) -> dict[str, float]:
+    """Every family's threshold: ``thresholds`` where given, else the default."""
+    return {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+
+
 def family(result: Result) -> str:
     if result.unit in ("instructions", "cycles"):
         return result.unit
@@ -119,7 +124,7 @@ def compare(
 ) -> Report:
     """Applies the per-family thresholds to every combination HEAD measured, timings aside
     (asv's ``time_`` results and the paired series: :func:`add_paired` decides those)."""
-    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    limits = limits_of(thresholds)
     report = Report()
     for key in sorted(after):
         new = after[key]
@@ -324,7 +329,7 @@ def run(
     head = runner.resolve(repo, head_rev, "HEAD")
     if base == head:
         raise UsageError(f"BASE {base_rev!r} is HEAD {head_rev!r}: nothing to compare")
-    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    limits = limits_of(thresholds)
     settings = replace(settings or paired.Settings(), threshold=limits["time"])
     workdir = Path(repo) / ".asv" / "gate"
     log_path = log_path or str(workdir / "gate.log")
@@ -347,8 +352,7 @@ def run(
     runner.ensure_machine(machine, log_path=log_path)
     hashfile = runner.write_hashfile(workdir / "commits.txt", [base, head])
     once, timed = split_selection(pattern)
-    args = ["run", "--config", conf, "--machine", machine, "--show-stderr"]
-    args += ["--launch-method", launch_method] if launch_method else []
+    args = runner.asv_args("run", conf, machine, launch_method)
     args += ["--skip-existing-successful", "-b", once, f"HASHFILE:{hashfile}"]
     env = {**os.environ, **(extra_env or {})}
     rc = runner.run_asv(args, repo=repo, log_path=log_path, on_line=progress_echo(echo), env=env)
@@ -386,7 +390,7 @@ def run(
 def summary_lines(
     report: Report, thresholds: dict | None = None, same_package: bool = False
 ) -> list[str]:
-    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    limits = limits_of(thresholds)
     counts = report.counts()
     lines = ["HEAD's package is BASE's: nothing measured"] if same_package else []
     for fam in (*FAMILIES, "other"):

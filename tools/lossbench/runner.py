@@ -94,6 +94,14 @@ def write_hashfile(path, hashes: Sequence[str]) -> str:
     return str(path)
 
 
+def asv_args(command: str, config, machine=None, launch_method=None) -> list[str]:
+    """``asv COMMAND`` with the options every run of the tools gives it: the config, the
+    machine and launch method when chosen, benchmarks' stderr shown."""
+    args = [command, "--config", str(config), "--show-stderr"]
+    args += ["--machine", machine] if machine else []
+    return args + (["--launch-method", launch_method] if launch_method else [])
+
+
 def run_asv(
     args: Sequence[str],
     *,
@@ -129,12 +137,11 @@ def run_asv(
     return 0 if rc == 1 and nothing else rc
 
 
-def ensure_machine(machine: str | None, *, log_path, env: dict | None = None) -> None:
+def ensure_machine(machine: str | None, *, log_path) -> None:
     """Writes asv's machine file entry for ``machine`` (auto-detected fields) when missing,
     so that asv never asks. An existing entry is left as it is: CI writes fixed fields for
     its hardware classes."""
-    env = dict(os.environ if env is None else env)
-    path = Path(env.get("HOME", "~")).expanduser() / ".asv-machine.json"
+    path = Path(os.environ.get("HOME", "~")).expanduser() / ".asv-machine.json"
     if path.is_file():
         try:
             known = json.loads(path.read_text())
@@ -143,5 +150,5 @@ def ensure_machine(machine: str | None, *, log_path, env: dict | None = None) ->
         if machine is None or machine in known:
             return
     args = ["machine", "--yes", *(["--machine", machine] if machine else [])]
-    if run_asv(args, repo=".", log_path=log_path, env=env) != 0:
+    if run_asv(args, repo=".", log_path=log_path) != 0:
         raise ToolError(f"asv machine failed; see {log_path}")

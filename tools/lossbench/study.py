@@ -305,7 +305,7 @@ def _targets(change: Injection, row: dict) -> bool:
 def evaluate(data: dict, thresholds: dict | None = None) -> list[dict]:
     """Every compared row of every run, re-decided at ``thresholds`` (the deterministic
     families by ratio; the paired timings by their stored confirm ratios and p-values)."""
-    limits = {**gate.DEFAULT_THRESHOLDS, **(thresholds or {})}
+    limits = gate.limits_of(thresholds)
     kinds = {c.name: c.kind for c in plan_of(data)}
     out = []
     for record in data["runs"]:

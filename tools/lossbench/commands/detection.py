@@ -74,7 +74,7 @@ def main(args) -> int:
     earlier = study.earlier_rules(data, rule)
     data = study.under_rule(data, rule)
     rows = study.evaluate(data, thresholds)
-    limits = {**gate.DEFAULT_THRESHOLDS, **thresholds}
+    limits = gate.limits_of(thresholds)
     runs = max((r["run"] for r in data["runs"]), default=0)
     print(
         "thresholds: "

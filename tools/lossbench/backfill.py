@@ -26,7 +26,7 @@ from lossbench import merge as merge_mod
 from lossbench.config import results_dir
 from lossbench.errors import EXIT_FAILURE, EXIT_OK, ToolError
 from lossbench.history import fmt_duration, round_robin
-from lossbench.runner import git, line_process, resolve
+from lossbench.runner import git, line_process, resolve, write_hashfile
 
 
 def prepare_clone(source: Path, head: str, clone: Path) -> None:
@@ -93,8 +93,7 @@ def run_local(
             shutil.copytree(store, shard_results)
         if export.exists():
             shutil.rmtree(export)
-        commits_file = d / "commits.txt"
-        commits_file.write_text("".join(c + "\n" for c in shard_commits))
+        commits_file = write_hashfile(d / "commits.txt", shard_commits)
         cmd = [sys.executable, "-m", "lossbench", "history", "--config", config]
         cmd += ["--commits-file", str(commits_file), "--export", str(export)]
         cmd += ["--log", str(d / "history.log")]

@@ -98,6 +98,13 @@ def subjects(repo: Path, commits: list[str]) -> dict[str, str]:
 # ---- asv configuration ------------------------------------------------------------------
 
 
+def check_torch_version(version: str) -> str:
+    """``version`` if it looks like a torch release (2.13.0), else UsageError."""
+    if not TORCH_VERSION.match(version):
+        raise UsageError(f"torch version must look like 2.13.0, got {version!r}")
+    return version
+
+
 def config_for_torch(config_path: Path, torch: str | None) -> Path:
     """The config that runs the suite under torch ``torch``: ``config_path`` itself when its
     matrix already pins exactly that version, else a copy (paths made absolute, since asv
@@ -105,8 +112,7 @@ def config_for_torch(config_path: Path, torch: str | None) -> Path:
     config_path = Path(config_path)
     if torch is None:
         return config_path
-    if not TORCH_VERSION.match(torch):
-        raise UsageError(f"torch version must look like 2.13.0, got {torch!r}")
+    check_torch_version(torch)
     conf = config.load(config_path).raw
     req = conf.setdefault("matrix", {}).setdefault("req", {})
     if req.get("torch") == [torch]:
@@ -218,15 +224,13 @@ def run(
     bench: Iterable[str] = (),
     launch_method: str | None = None,
     log_path: Path,
-    env: dict | None = None,
     emit: Callable[[str], None] = print,
 ) -> int:
     """``asv run --skip-existing`` over ``commits``; returns asv's exit status (0 ok,
     2 some benchmark failed; results are saved either way)."""
     hashfile = runner.write_hashfile(Path(log_path).with_suffix(".commits"), commits)
-    args = ["run", "--config", str(Path(config).resolve()), "--skip-existing", "--show-stderr"]
-    args += ["--machine", machine] if machine else []
-    args += ["--launch-method", launch_method] if launch_method else []
+    args = runner.asv_args("run", Path(config).resolve(), machine, launch_method)
+    args.append("--skip-existing")
     for regex in bench:
         args += ["-b", regex]
     args.append(f"HASHFILE:{Path(hashfile).resolve()}")
@@ -242,7 +246,7 @@ def run(
     emit(
         f"history: {len(commits)} commits {commits[0][:8]}..{commits[-1][:8]} (asv log: {log_path})"
     )
-    rc = runner.run_asv(args, repo=repo, log_path=log_path, on_line=on_line, env=env)
+    rc = runner.run_asv(args, repo=repo, log_path=log_path, on_line=on_line)
     counts.finish()
     emit(f"history: {counts.skip_summary()}")
     emit(f"history: done: {progress.finish()}; asv exit {rc}")
@@ -268,13 +272,18 @@ def snapshot(results: Path) -> dict[str, str]:
     }
 
 
+def check_export_folder(out: Path) -> None:
+    """UsageError unless ``out`` is missing or empty (an export never mixes with older files)."""
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"export folder {out} is not empty")
+
+
 def export_changed(results: Path, before: dict[str, str], out: Path) -> list[str]:
     """Copies into ``out`` the result files that are new or changed since ``before``, with
     ``benchmarks.json`` and the ``machine.json`` of every machine folder that has one.
     ``out`` must not hold anything yet. Returns the copied relative paths."""
     results, out = Path(results), Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"export folder {out} is not empty")
+    check_export_folder(out)
     after = snapshot(results)
     changed = [rel for rel, digest in after.items() if before.get(rel) != digest]
     keep = {"benchmarks.json"} | {rel for rel in after if rel.endswith("/machine.json")}

@@ -146,8 +146,8 @@ def run_history(args) -> int:
     _check_bench(args.bench)
     conf = hist.config_for_torch(Path(args.config), args.torch)
     results = config.results_dir(conf)
-    if args.export is not None and args.export.exists() and any(args.export.iterdir()):
-        raise UsageError(f"export folder {args.export} is not empty")
+    if args.export is not None:
+        hist.check_export_folder(args.export)
     log = args.log or results.parent / "history.log"
     runner.ensure_machine(args.machine, log_path=log)
     before = hist.snapshot(results) if args.export is not None else {}
@@ -176,10 +176,7 @@ def _torch_list(text: str | None) -> list[str]:
     versions = [v for v in re.split(r"[\s,]+", text) if v]
     if not versions:
         raise UsageError(f"--torch lists no versions: {text!r}")
-    for v in versions:
-        if not hist.TORCH_VERSION.match(v):
-            raise UsageError(f"torch version must look like 2.13.0, got {v!r}")
-    return versions
+    return [hist.check_torch_version(v) for v in versions]
 
 
 def run_plan(args) -> int:
@@ -193,7 +190,7 @@ def run_plan(args) -> int:
         raise UsageError(f"{args.out} already holds {existing[0].name}")
     args.out.mkdir(parents=True, exist_ok=True)
     for i, part in enumerate(plan):
-        (args.out / f"shard-{i}.txt").write_text("".join(c + "\n" for c in part))
+        runner.write_hashfile(args.out / f"shard-{i}.txt", part)
         print(f"shard {i}: {len(part)} commits, {part[0][:8]} .. {part[-1][:8]}")
     if len(plan) < shards:
         print(f"backfill-plan: {len(commits)} commits: {len(plan)} shards, not {shards}")

@@ -19,6 +19,11 @@ from __future__ import annotations
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
 
 
+def describe(exc: BaseException) -> str:
+    """``TypeName: message``: how a report names an error it keeps instead of raising."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 class ToolError(Exception):
     """The job could not be done; one line. Exit status ``EXIT_FAILURE``."""
 

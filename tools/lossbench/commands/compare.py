@@ -18,7 +18,7 @@ import math
 import torch
 
 from lossbench import harness, tables
-from lossbench.errors import UsageError
+from lossbench.errors import UsageError, describe
 from lossbench.options import positive_int
 from lossbench.reference import grad_l1_distance, measure, reference_loss_and_grad
 from softmaxloss import IMPLEMENTATIONS
@@ -42,10 +42,6 @@ def add_parser(sub):
 
 def _finite_or_none(value):
     return value if isinstance(value, float) and math.isfinite(value) else None
-
-
-def _error(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def compare(size=3200, classes=None, dtype="float32", device="cpu", seed=0, repeats=5, scale=1.0):
@@ -78,13 +74,13 @@ def compare(size=3200, classes=None, dtype="float32", device="cpu", seed=0, repe
         try:
             reports[name] = measure(fn, x, target, reference)
         except Exception as exc:  # one broken implementation must not hide the others
-            out["errors"][name] = _error(exc)
+            out["errors"][name] = describe(exc)
     timings = harness.time_impls({n: impls[n] for n in reports}, x, target, repeats, device)
     grads = {}
     for name, report in reports.items():
         timing = timings[name]
         if isinstance(timing, Exception):
-            out["errors"][name] = _error(timing)
+            out["errors"][name] = describe(timing)
             continue
         grads[name] = report.grad
         out["loss"][name] = report.loss

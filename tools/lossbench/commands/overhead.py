@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from lossbench import harness, tables
-from lossbench.errors import UsageError
+from lossbench.errors import UsageError, describe
 from lossbench.options import positive_int, refuse_existing
 from softmaxloss import IMPLEMENTATIONS, _cpu_ext
 
@@ -79,7 +79,7 @@ def measure_size(impls: dict, rows, classes, dtype, device, budget) -> dict:
         try:
             harness.time_one(fn, x, target, device)
         except Exception as exc:  # reported, not timed
-            errors[name] = f"{type(exc).__name__}: {exc}"
+            errors[name] = describe(exc)
     live = {n: f for n, f in impls.items() if n not in errors}
     probe = min(sum(harness.time_one(live[BASELINE], x, target, device)) for _ in range(3))
     repeats = max(5, min(1000, int(budget / max(probe, 1e-6))))
@@ -90,7 +90,7 @@ def measure_size(impls: dict, rows, classes, dtype, device, budget) -> dict:
         if name in errors:
             out[name] = errors[name]
         elif isinstance(t, Exception):
-            out[name] = f"{type(t).__name__}: {t}"
+            out[name] = describe(t)
         else:
             out[name] = t.total
     return {"repeats": repeats, "seconds": out}

@@ -20,7 +20,7 @@ import multiprocessing
 import torch
 
 from lossbench import harness, tables
-from lossbench.errors import UsageError
+from lossbench.errors import UsageError, describe
 from lossbench.options import parse_choices, positive_int, refuse_existing
 from softmaxloss import IMPLEMENTATIONS
 
@@ -96,7 +96,7 @@ def measure_case(rows, classes, dtype, repeats, memory=True, impls=None) -> dict
         else {"forward": t.forward, "backward": t.backward, "total": t.total}
         for name, t in timings.items()
     }
-    errors = {n: f"{type(t).__name__}: {t}" for n, t in timings.items() if isinstance(t, Exception)}
+    errors = {n: describe(t) for n, t in timings.items() if isinstance(t, Exception)}
     peaks = peak_extra_buffers(impls, rows, classes, dtype) if memory else {}
 
     def value(name, what):

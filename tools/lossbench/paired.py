@@ -473,7 +473,8 @@ def environment_python(conf_path: str) -> str:
 
     conf = asv_config(conf_path)
     for env in environment.get_environments(conf, None, verbose=False):
-        path = Path(env._path) / "bin" / "python"
-        if path.is_file():
-            return str(path)
+        try:
+            return env.find_executable("python")
+        except OSError:  # not built yet
+            continue
     return sys.executable

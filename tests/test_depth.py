@@ -371,3 +371,21 @@ def test_first_layer_error_matches_an_independent_float64_check(name):
 def test_first_layer_error_of_the_overflowing_naive_pair_is_inf():
     fn = softmaxloss.IMPLEMENTATIONS["naive_manual"]
     assert depth.first_layer_error(fn, "float32", 1, 1e4) == math.inf
+
+
+def test_the_table_shows_logits_output_and_first_layer_of_each_depth():
+    """``format_table``: per dtype, for each depth the logits, the output layer (``d+1``) and
+    the first layer, never a hidden one; a non-finite difference reads ``inf``."""
+    names = ["manual", "autograd"]
+    rows = [
+        {"dtype": "float32", "logit_scale": 1.0, "depth": 2, "layer": layer,
+         "manual_vs_autograd_eps": value, "manual_vs_exact_eps": 1.0, "autograd_vs_exact_eps": 2.0}
+        for layer, value in [("logits", 0.5), ("3", 1.5), ("2", 99.0), ("1", math.inf)]
+    ]  # fmt: skip
+    text = depth.format_table(rows, names)
+    lines = text.splitlines()
+    assert lines[0].startswith("float32, logit scale 1: gradient differences in eps")
+    body = [line.split() for line in lines[3:]]
+    assert body == [["2", "logits", "0.5", "1", "2"], ["2", "output", "1.5", "1", "2"],
+                    ["2", "first", "inf", "1", "2"]]  # fmt: skip
+    assert "99" not in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 
+from lossbench import tables
 from lossbench.depth.measure import twin_pairs
 
 
@@ -133,28 +134,21 @@ def format_table(rows, impl_names) -> str:
     impls = [f"{n}_vs_exact_eps" for n in impl_names]
     heads = [c[: -len("_eps")].replace("_vs_", "~").replace("naive_", "n.") for c in pairs]
     heads += [c[: -len("_vs_exact_eps")].replace("naive_", "n.") for c in impls]
-    lines = []
+    labels = {"logits": "logits", "output": "output", "1": "first"}
+    tables_ = []
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
         sel = [r for r in rows if r["dtype"] == dtype]
-        lines.append(
-            f"{dtype}, logit scale {sel[0]['logit_scale']:g}: gradient differences in eps "
-            f"(A~B: twin impls; others: vs exact)"
-        )
-        widths = [max(10, len(h) + 2) for h in heads]
-        lines.append(
-            f"{'depth':>5} {'layer':>7}"
-            + "".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
-        )
+        body = []
         for depth in dict.fromkeys(r["depth"] for r in sel):
             for r in sel:
-                if r["depth"] != depth or r["layer"] not in ("logits", str(depth + 1), "1"):
+                layer = "output" if r["layer"] == str(depth + 1) else r["layer"]
+                if r["depth"] != depth or layer not in labels or (layer == "1" and depth == 0):
                     continue
-                label = {"logits": "logits", str(depth + 1): "output", "1": "first"}[r["layer"]]
-                if r["layer"] == "1" and depth == 0:
-                    continue
-                vals = "".join(
-                    f"{_fmt(r.get(c)):>{w}}" for c, w in zip(pairs + impls, widths, strict=True)
-                )
-                lines.append(f"{depth:>5} {label:>7}{vals}")
-        lines.append("")
-    return "\n".join(lines).rstrip()
+                body.append([str(depth), labels[layer], *(_fmt(r.get(c)) for c in pairs + impls)])
+        title = (
+            f"{dtype}, logit scale {sel[0]['logit_scale']:g}: gradient differences in eps "
+            "(A~B: twin impls; others: vs exact)"
+        )
+        header = ["depth", "layer", *heads]
+        tables_.append(tables.render(header, body, title=title, right=range(len(header))))
+    return "\n\n".join(tables_)

@@ -16,6 +16,20 @@ def echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def add_asv_options(p, machine_default: str, *, repo: bool = False) -> None:
+    """The options of a command that runs asv: ``--config``, ``--machine`` (its default
+    named in the help), ``--launch-method`` and, with ``repo``, ``--repo``."""
+    if repo:
+        p.add_argument("--repo", default=".", help="repository root (default: .)")
+    where = ", relative to --repo" if repo else ""
+    p.add_argument(
+        "--config", default="asv.conf.json", help=f"asv config (default: %(default)s{where})"
+    )
+    p.add_argument("--machine", default=None, help=f"asv machine name (default: {machine_default})")
+    # asv's own choices (asv.commands.common_args.add_launch_method; asv is imported lazily)
+    p.add_argument("--launch-method", choices=["auto", "spawn", "forkserver"], default=None)
+
+
 def positive_int(value, what: str) -> int:
     """``value`` (an int or its decimal text) as an int >= 1, else UsageError naming ``what``."""
     if isinstance(value, bool):

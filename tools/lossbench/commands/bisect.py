@@ -14,7 +14,7 @@ import os
 
 from lossbench import bisect
 from lossbench.machine import machine_name
-from lossbench.options import echo
+from lossbench.options import add_asv_options, echo
 
 
 def add_parser(sub) -> None:
@@ -23,12 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("bad", help="a later commit with it")
     p.add_argument("--bench", required=True, help="regex selecting ONE benchmark")
     p.add_argument("--impl", default=None, help="count instructions of this impl only")
-    p.add_argument("--repo", default=".")
-    p.add_argument("--config", default="asv.conf.json")
-    p.add_argument(
-        "--machine", default=None, help="asv machine name (default: python -m lossbench machine)"
-    )
-    p.add_argument("--launch-method", default=None)
+    add_asv_options(p, "python -m lossbench machine", repo=True)
     p.set_defaults(func=main)
 
 

@@ -17,7 +17,7 @@ import os
 from lossbench import gate
 from lossbench.errors import UsageError
 from lossbench.machine import machine_name
-from lossbench.options import echo
+from lossbench.options import add_asv_options, echo
 
 
 def parse_thresholds(items) -> dict:
@@ -41,12 +41,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("gate", help="regression gate: BASE vs HEAD", description=__doc__)
     p.add_argument("base", help="the commit to compare against (e.g. main)")
     p.add_argument("--head", default="HEAD", help="the commit under test (default HEAD)")
-    p.add_argument("--config", default="asv.conf.json", help="asv config, relative to --repo")
-    p.add_argument("--repo", default=".", help="repository root (default: .)")
-    p.add_argument(
-        "--machine", default=None, help="asv machine name (default: python -m lossbench machine)"
-    )
-    p.add_argument("--launch-method", default=None, help="passed to asv run")
+    add_asv_options(p, "python -m lossbench machine", repo=True)
     p.add_argument("--bench", default=gate.GATE_BENCH, help="asv -b regex (default: %(default)s)")
     p.add_argument(
         "--measure-same-package",

@@ -20,7 +20,7 @@ from pathlib import Path
 from lossbench import backfill, config, merge, runner
 from lossbench import history as hist
 from lossbench.errors import EXIT_OK, ToolError, UsageError
-from lossbench.options import positive_int
+from lossbench.options import add_asv_options, positive_int
 
 DEFAULT_N = 20
 
@@ -42,8 +42,7 @@ def _selection(p, default_n: bool = True) -> None:
 
 
 def _asv_options(p) -> None:
-    p.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
-    p.add_argument("--machine", default=None, help="asv machine name (default: asv's)")
+    add_asv_options(p, "asv's")
     p.add_argument(
         "-b",
         "--bench",
@@ -52,7 +51,6 @@ def _asv_options(p) -> None:
         metavar="REGEX",
         help="asv's benchmark selection (repeatable; default: the whole suite)",
     )
-    p.add_argument("--launch-method", choices=["spawn", "forkserver"], default=None)
     p.add_argument(
         "--torch", default=None, help="run under this torch version (one asv environment)"
     )

@@ -44,24 +44,23 @@ FACTOR_TRIALS = 3
 FAMILIES = gate.FAMILIES
 
 
-def _git(repo, *args: str) -> str:
-    return runner.git(repo, *args, env={**os.environ, **GIT_ID})
-
-
 def build_history(source, clone: Path, plan: list[Injection]) -> dict[str, str]:
     """Clones ``source`` at HEAD into ``clone``; one commit per change, each off the base.
     Returns ``{"base": hash, name: hash, ...}``."""
     head = runner.resolve(source, "HEAD")
-    _git(Path(clone).parent, "clone", "--quiet", "--no-local", str(source), str(clone))
-    _git(clone, "checkout", "--quiet", "-B", "detection-base", head)
+    env = {**os.environ, **GIT_ID}  # the study's commits, whoever runs it
+    runner.git(
+        Path(clone).parent, "clone", "--quiet", "--no-local", str(source), str(clone), env=env
+    )
+    runner.git(clone, "checkout", "--quiet", "-B", "detection-base", head, env=env)
     commits = {"base": head}
     for change in plan:
-        _git(clone, "checkout", "--quiet", "-B", change.name, head)
+        runner.git(clone, "checkout", "--quiet", "-B", change.name, head, env=env)
         change.apply(Path(clone))
-        _git(clone, "add", "-A")
-        _git(clone, "commit", "--quiet", "-m", f"detection-power: {change.label}")
-        commits[change.name] = _git(clone, "rev-parse", "HEAD")
-    _git(clone, "checkout", "--quiet", "detection-base")
+        runner.git(clone, "add", "-A", env=env)
+        runner.git(clone, "commit", "--quiet", "-m", f"detection-power: {change.label}", env=env)
+        commits[change.name] = runner.git(clone, "rev-parse", "HEAD", env=env)
+    runner.git(clone, "checkout", "--quiet", "detection-base", env=env)
     return commits
 
 

@@ -400,4 +400,9 @@ def summary_lines(
             lines.append(f"{fam}: {n} compared, {bad} regressed (threshold {limits[fam]:g}x{how})")
     if report.not_compared:
         lines.append(f"{report.not_compared} not compared (benchmark code changed)")
+    if report.base_failures:
+        shown = ", ".join(report.base_failures[:3]) + (
+            ", ..." if len(report.base_failures) > 3 else ""
+        )
+        lines.append(f"{len(report.base_failures)} not compared: failed on BASE ({shown})")
     return lines

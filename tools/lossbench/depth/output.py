@@ -134,17 +134,17 @@ def format_table(rows, impl_names) -> str:
     impls = [f"{n}_vs_exact_eps" for n in impl_names]
     heads = [c[: -len("_eps")].replace("_vs_", "~").replace("naive_", "n.") for c in pairs]
     heads += [c[: -len("_vs_exact_eps")].replace("naive_", "n.") for c in impls]
-    labels = {"logits": "logits", "output": "output", "1": "first"}
     tables_ = []
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
         sel = [r for r in rows if r["dtype"] == dtype]
         body = []
         for depth in dict.fromkeys(r["depth"] for r in sel):
-            for r in sel:
-                layer = "output" if r["layer"] == str(depth + 1) else r["layer"]
-                if r["depth"] != depth or layer not in labels or (layer == "1" and depth == 0):
-                    continue
-                body.append([str(depth), labels[layer], *(_fmt(r.get(c)) for c in pairs + impls)])
+            shown = {"logits": "logits", str(depth + 1): "output", "1": "first"}
+            body += [
+                [str(depth), shown[r["layer"]], *(_fmt(r.get(c)) for c in pairs + impls)]
+                for r in sel
+                if r["depth"] == depth and r["layer"] in shown
+            ]
         title = (
             f"{dtype}, logit scale {sel[0]['logit_scale']:g}: gradient differences in eps "
             "(A~B: twin impls; others: vs exact)"

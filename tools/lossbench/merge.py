@@ -25,12 +25,11 @@ atomic rename), the machine files and, last, ``benchmarks.json``. Nothing is del
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lossbench.errors import UsageError
+from lossbench.files import write_atomic
 
 BENCHMARKS = "benchmarks.json"
 MACHINE = "machine.json"
@@ -111,7 +110,9 @@ def _shard_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
 
 def _rows(path: Path, data: dict) -> dict[str, dict]:
     """benchmark name -> {column: value} of one result file."""
-    columns = data["result_columns"]
+    if not isinstance(data.get("results"), dict):
+        raise MergeError(f"{path}: not an asv result file (no results object)")
+    columns = data.get("result_columns")
     if not isinstance(columns, list) or "version" not in columns:
         raise MergeError(f"{path}: result_columns has no 'version' column")
     rows = {}
@@ -128,6 +129,13 @@ def _same(a, b) -> bool:
 
 
 def _check_result(path: Path, rel: str, data: dict, machine: dict, versions: dict) -> None:
+    try:
+        _check_result_fields(path, rel, data, machine, versions)
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a malformed file
+        raise MergeError(f"{path}: not an asv result file ({type(exc).__name__}: {exc})") from None
+
+
+def _check_result_fields(path: Path, rel: str, data: dict, machine: dict, versions: dict):
     from asv.results import get_filename
 
     missing = [k for k in RESULT_KEYS if k not in data]
@@ -284,30 +292,17 @@ def plan_merge(store: Path, shards: list[Path], *, accept_new_versions: bool = F
     return plan
 
 
-def _write_atomic(src: Path | bytes, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(src.read_bytes() if isinstance(src, Path) else src)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def apply_merge(plan: MergePlan) -> None:
     for rel, src in {**plan.new, **plan.update}.items():
-        _write_atomic(src, plan.store / rel)
+        write_atomic(plan.store / rel, src.read_bytes())
     for name, src in plan.machines.items():
         if not (plan.store / name / MACHINE).is_file():
-            _write_atomic(src, plan.store / name / MACHINE)
+            write_atomic(plan.store / name / MACHINE, src.read_bytes())
     if plan.write_benchmarks:
         text = plan.benchmarks_bytes
         if text is None:
             text = (json.dumps(plan.benchmarks, indent=4, sort_keys=True) + "\n").encode()
-        _write_atomic(text, plan.store / BENCHMARKS)
+        write_atomic(plan.store / BENCHMARKS, text)
 
 
 def merge(store: Path, shards: list[Path], *, accept_new_versions: bool = False) -> MergePlan:

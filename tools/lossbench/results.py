@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from lossbench.errors import ToolError
+from lossbench.errors import ToolError, UsageError
+from lossbench.files import move_aside, remove_stale_temporaries
 
 
 @dataclass(frozen=True)
@@ -72,19 +73,32 @@ def combinations(res):
             yield key, tuple(combo), value, sample
 
 
-def commit_results(results_dir, machine: str, commit: str) -> list:
-    """asv's ``Results`` of one full commit hash on ``machine`` (one per environment)."""
+def commit_results(results_dir, machine: str, commit: str, env_name: str | None = None) -> list:
+    """asv's ``Results`` of one full commit hash on ``machine`` (one per environment; only
+    ``env_name``'s when given). A file asv cannot read is a ``ToolError`` naming it
+    (:func:`quarantine` moves such files aside before a run)."""
     from asv import results as asv_results
+    from asv import util
 
     if not (Path(results_dir) / machine).is_dir():
         return []
-    found = asv_results.iter_results_for_machine_and_hash(str(results_dir), machine, commit)
-    return [res for res in found if res.commit_hash == commit]
+    try:
+        found = list(
+            asv_results.iter_results_for_machine_and_hash(str(results_dir), machine, commit)
+        )
+    except (util.UserError, ValueError, KeyError, TypeError) as exc:
+        raise ToolError(
+            f"a result file of {commit[:8]} in {results_dir} is damaged ({exc})"
+        ) from None
+    return [res for res in found if res.commit_hash == commit and env_name in (None, res.env_name)]
 
 
-def load_commit(results_dir, machine: str, commit: str, need_units: bool = True) -> dict:
-    """``{(benchmark, params): Result}`` of one commit on one machine; an error if there are
-    none, or results of several environments.
+def load_commit(
+    results_dir, machine: str, commit: str, need_units: bool = True, env_name: str | None = None
+) -> dict:
+    """``{(benchmark, params): Result}`` of one commit on one machine (in environment
+    ``env_name`` when given); an error if there are none, or results of several
+    environments.
 
     ``need_units=False``: without ``benchmarks.json`` (``asv find`` does not write it) the
     units and types are ``unknown`` instead of an error.
@@ -95,7 +109,7 @@ def load_commit(results_dir, machine: str, commit: str, need_units: bool = True)
         if need_units:
             raise
         benchmarks = {}
-    found = commit_results(results_dir, machine, commit)
+    found = commit_results(results_dir, machine, commit, env_name)
     if not found:
         raise ToolError(f"no asv results for {commit[:8]} on machine {machine!r}")
     if len(found) > 1:
@@ -117,23 +131,37 @@ def load_commit(results_dir, machine: str, commit: str, need_units: bool = True)
     return out
 
 
+def environment(conf_path: str):
+    """asv's one ``Environment`` of the config; ``UsageError`` when its matrix makes several
+    (the gate and the paired timings compare one environment's results)."""
+    from asv import environment as asv_environment
+
+    from lossbench.config import asv_config
+
+    envs = list(asv_environment.get_environments(asv_config(conf_path), None, verbose=False))
+    if len(envs) != 1:
+        names = ", ".join(env.name for env in envs)
+        raise UsageError(
+            f"{conf_path} makes {len(envs)} asv environments ({names}): the gate compares "
+            "one; use a config whose matrix makes one"
+        )
+    return envs[0]
+
+
 def open_for_writing(conf_path: str, machine: str, commit: str):
     """``(Results, benchmarks)``: asv's ``Results`` of ``commit`` on ``machine`` in the
-    config's (one) environment, with what it already holds, to add results to and ``save``
-    as ``asv run`` would; ``benchmarks``: :func:`load_benchmarks`."""
-    from asv import environment, util
+    config's (one) environment, with what it already holds, to add results to and
+    :func:`save` as ``asv run`` would; ``benchmarks``: :func:`load_benchmarks`."""
     from asv import machine as asv_machine
     from asv import repo as asv_repo
     from asv import results as asv_results
+    from asv import util
 
     from lossbench.config import asv_config
 
     conf = asv_config(conf_path)
     benchmarks = load_benchmarks(conf.results_dir)
-    envs = list(environment.get_environments(conf, None, verbose=False))
-    if len(envs) != 1:
-        raise ToolError(f"{conf_path}: writing results needs one asv environment, not {len(envs)}")
-    env = envs[0]
+    env = environment(conf_path)
     try:
         found = asv_machine.Machine.load(machine_name=machine, interactive=False)
     except (KeyError, util.UserError):
@@ -145,8 +173,22 @@ def open_for_writing(conf_path: str, machine: str, commit: str):
     res = asv_results.Results(
         params, env.requirements, commit, date, env.python, env.name, env.env_vars
     )
-    res.load_data(conf.results_dir)
+    try:
+        res.load_data(conf.results_dir)
+    except (util.UserError, ValueError, KeyError, TypeError) as exc:
+        raise ToolError(
+            f"the result file of {commit[:8]} in {conf.results_dir} is damaged ({exc})"
+        ) from None
     return res, benchmarks
+
+
+def save(res, results_dir) -> None:
+    """``res.save(results_dir)``, the file replaced whole or not at all
+    (:mod:`lossbench.asv_atomic`); ``ToolError`` naming it when it cannot be written."""
+    from lossbench.asv_atomic import install
+
+    install()
+    res.save(str(results_dir))
 
 
 def add(res, info: dict, values: list, samples: list, number: list | None = None) -> None:
@@ -187,5 +229,90 @@ def copy_commit(conf_path: str, machine: str, source: str, dest: str) -> int:
         add(res, info, values, list(samples))
         copied += 1
     if copied:
-        res.save(str(folder))
+        save(res, folder)
     return copied
+
+
+# ---- damaged files and holes -------------------------------------------------------------
+
+
+def _damage(path: Path) -> str | None:
+    """Why asv cannot read ``path`` (a result file, ``benchmarks.json`` or
+    ``machine.json``), or None."""
+    from asv import results as asv_results
+    from asv import util
+
+    try:
+        data = util.load_json(str(path))
+    except (OSError, util.UserError, ValueError) as exc:
+        return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if path.name in ("benchmarks.json", "machine.json"):
+        return None
+    try:
+        asv_results.Results.load(str(path))
+    except (util.UserError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"{type(exc).__name__}: {exc}"[:120]
+    return None
+
+
+def quarantine(results_dir, machine: str, commits=None) -> list[tuple[Path, Path, str]]:
+    """Moves aside (:func:`lossbench.files.move_aside`, never deletes) every file asv would
+    fail to read: ``benchmarks.json`` (asv writes it again), the machine's ``machine.json``
+    and the machine's result files (of ``commits`` only, when given), so that the next run
+    measures those commits again instead of failing on them; removes the temporary files a
+    killed write left. Returns ``(file, moved to, why)`` for each file moved. Call it under
+    ``lossbench.runner.checkout_lock``."""
+    results_dir = Path(results_dir)
+    folder = results_dir / machine
+    files = [results_dir / "benchmarks.json", folder / "machine.json"]
+    if folder.is_dir():
+        prefixes = None if commits is None else tuple(c[:8] for c in commits)
+        files += [
+            p
+            for p in sorted(folder.glob("*.json"))
+            if p.name != "machine.json" and (prefixes is None or p.name.startswith(prefixes))
+        ]
+    moved = []
+    for path in files:
+        if path.is_file() and (why := _damage(path)) is not None:
+            moved.append((path, move_aside(path), why))
+    for where in (results_dir, folder):
+        remove_stale_temporaries(where)
+    return moved
+
+
+def reopen_holes(results_dir, machine: str, commits, pattern: str) -> list[str]:
+    """Removes from the stored results of ``commits`` every benchmark whose name matches
+    ``pattern`` and that holds no value at all (every combination skipped or failed: asv
+    stores NaN or null), so that ``asv run --skip-existing-successful`` measures it again.
+    What it removes holds no measurement; what has one stays. Returns ``commit:benchmark``
+    for each removed."""
+    import re
+
+    from asv import results as asv_results
+
+    from lossbench.asv_atomic import install
+
+    out = []
+    folder = Path(results_dir) / machine
+    for commit in commits:
+        for path in sorted(folder.glob(f"{commit[:8]}-*.json")) if folder.is_dir() else []:
+            res = asv_results.Results.load(str(path))
+            if res.commit_hash != commit:
+                continue
+            holes = []
+            for key in sorted(res.get_all_result_keys()):
+                if re.match(pattern, key) is None:
+                    continue
+                values = res.get_result_value(key, res.get_result_params(key))
+                if all(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+                    holes.append(key)
+            if holes:
+                for key in holes:
+                    res.remove_result(key)
+                install()
+                res.save(str(results_dir))
+                out += [f"{commit[:8]}:{key}" for key in holes]
+    return out

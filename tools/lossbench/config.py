@@ -6,6 +6,7 @@ resolved.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,3 +77,31 @@ def asv_config(path):
         setattr(conf, key, value)
     os.makedirs(conf.results_dir, exist_ok=True)
     return conf
+
+
+# Added to the longest timeout asv enforces itself, so that asv's own timeout fires first and
+# a benchmark that hangs is a failed benchmark; only a hang of asv itself meets this limit.
+IDLE_MARGIN = 60.0
+
+
+def idle_limit(path=None) -> float:
+    """Seconds an ``asv run`` of this config may print nothing: the longest timeout asv
+    enforces itself (the config's ``install_timeout`` and ``default_benchmark_timeout``,
+    asv's defaults 600 and 60; every benchmark's ``timeout`` and ``setup_cache_timeout`` in
+    ``benchmarks.json`` where it exists) plus ``IDLE_MARGIN``."""
+    conf = load(path)
+    limits = [
+        float(conf.raw.get("install_timeout", 600.0)),
+        float(conf.raw.get("default_benchmark_timeout", 60.0)),
+    ]
+    listing = conf.results_dir / "benchmarks.json"
+    try:
+        benchmarks = json.loads(listing.read_text())
+    except (OSError, ValueError):
+        benchmarks = {}
+    for info in benchmarks.values() if isinstance(benchmarks, dict) else ():
+        if isinstance(info, dict):
+            for key in ("timeout", "setup_cache_timeout"):
+                if isinstance(info.get(key), (int, float)):
+                    limits.append(float(info[key]))
+    return max(limits) + IDLE_MARGIN

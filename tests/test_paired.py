@@ -49,7 +49,7 @@ class ScriptedWorker:
         self.name, self.script, self.log = name, script, log
         self.calls = 0
 
-    def time(self, case, calls):
+    def time(self, case, calls, timeout=None):
         self.log.append((self.name.split()[0], case.params[0]))
         kind, value = self.script[case.params[0]]
         if kind == "skip":
@@ -68,7 +68,7 @@ def scripted_pairs(monkeypatch, tmp_path, script, worker=ScriptedWorker):
     pairs, log = [], []
 
     class Pair:
-        def __init__(self, python, trees, repo, log_path, stage, fix=True):
+        def __init__(self, python, trees, repo, log_path, stage, fix=True, start_timeout=300.0):
             self.base = worker(f"BASE ({stage})", script, log)
             self.head = worker(f"HEAD ({stage})", script, log)
             self.stage = stage
@@ -129,7 +129,7 @@ class CyclingWorker(ScriptedWorker):
 
     CYCLE = (1.0, 1.6, 0.7, 1.3)
 
-    def time(self, case, calls):
+    def time(self, case, calls, timeout=None):
         self.log.append((self.name.split()[0], case.params[0]))
         times = []
         for _ in range(calls):
@@ -151,7 +151,7 @@ class BiasedConfirmPair(ScriptedWorker):
     """The same code on both sides, but HEAD's process of the first confirm pair is
     persistently 12% slower (the detection study's noop-9: 1.112, 12 of 12 above 1)."""
 
-    def time(self, case, calls):
+    def time(self, case, calls, timeout=None):
         answer = super().time(case, calls)
         if self.name.startswith("HEAD (screen)") or self.name.startswith("HEAD (confirm 1/"):
             answer["times"] = [t * 1.12 for t in answer.get("times", [])]
@@ -181,7 +181,7 @@ def test_false_alarms_are_controlled_over_the_suspects(monkeypatch, tmp_path):
     with a second suspect the level is 0.1, and it no longer regresses."""
 
     class FiveOfSix(ScriptedWorker):
-        def time(self, case, calls):
+        def time(self, case, calls, timeout=None):
             answer = super().time(case, calls)
             if self.name.startswith("HEAD (confirm") and self.calls == 3 + 4:
                 answer["times"] = [t / 1.5 for t in answer["times"]]  # one pair below 1

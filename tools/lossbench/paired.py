@@ -44,11 +44,13 @@ pair, so a regression must show in each of them.
 from __future__ import annotations
 
 import ast
+import contextlib
 import itertools
 import json
 import math
 import os
 import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -96,6 +98,15 @@ class Settings:
     threshold: float = 1.10
     alpha: float = 0.01
     env_fix: bool = True  # WORKER_ENV and setarch -R in the workers (off: for comparison)
+    # Bounded waits: a worker's answer is waited for ``timeout_factor`` times what it should
+    # cost (the probe's per-call time, times the calls asked for), at least ``timeout_floor``
+    # seconds; its first call of a case, the benchmark's own asv timeout (benchmarks.json,
+    # asv's default_benchmark_timeout where it sets none); its start, ``start_timeout``
+    # (torch's import, the C++ build of a new commit). Past that the worker is killed and
+    # the case named: every hang ends within 10 minutes.
+    timeout_factor: float = 20.0
+    timeout_floor: float = 60.0
+    start_timeout: float = 300.0
 
     @property
     def rule(self) -> str:
@@ -112,6 +123,7 @@ class Case:
 
     bench: str
     params: tuple[str, ...]  # asv's reprs, as in benchmarks.json
+    timeout: float = field(default=60.0, compare=False)  # asv's, for one run of it
 
     @property
     def label(self) -> str:
@@ -128,7 +140,8 @@ class Outcome:
 
     case: Case
     skipped: str | None = None
-    error: str | None = None
+    error: str | None = None  # the benchmark raised (a failure of that side's code)
+    fault: str | None = None  # not measured: a worker died, hung or could not start
     base_times: list[float] = field(default_factory=list)  # batch medians, BASE
     head_times: list[float] = field(default_factory=list)
     screen_ratios: list[float] = field(default_factory=list)
@@ -165,8 +178,9 @@ def cases(benchmarks: dict, pattern: str) -> list[Case]:
     for name, info in sorted(benchmarks.items()):
         if info.get("type") != "time" or name.startswith(stored):
             continue
+        timeout = float(info.get("timeout") or Case.timeout)
         for combo in itertools.product(*info.get("params", [])):
-            case = Case(name, tuple(combo))
+            case = Case(name, tuple(combo), timeout)
             if re.search(pattern, case.label):
                 out.append(case)
     return out
@@ -204,10 +218,19 @@ def _setarch() -> list[str]:
     return cmd if ok else []
 
 
-class Worker:
-    """One persistent worker process for one commit's package."""
+class WorkerFault(ToolError):
+    """A worker that died, gave no answer in time, answered what is not an answer, or could
+    not start: the case it was timing is not measured (the gate fails closed, exit 3)."""
 
-    def __init__(self, python: str, tree: Path, repo: Path, log: Path, name: str, fix=True):
+
+class Worker:
+    """One persistent worker process for one commit's package. Every answer is waited for
+    at most ``timeout`` seconds (:class:`WorkerFault` past it, the worker killed)."""
+
+    def __init__(
+        self, python: str, tree: Path, repo: Path, log: Path, name: str, fix=True,
+        start_timeout: float = Settings.start_timeout,
+    ):  # fmt: skip
         self.name = name
         fixed = WORKER_ENV if fix else {}
         env = {**os.environ, **fixed, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
@@ -216,6 +239,7 @@ class Worker:
         self._log = open(log, "a")  # noqa: SIM115 (closed in close())
         self._log.write(f"# worker {name}: {tree}\n")
         self._log.flush()
+        self._buffer = b""
         self.proc = subprocess.Popen(
             [*(_setarch() if fix else []), python, "-c", boot],
             cwd=tree,
@@ -223,45 +247,105 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            text=True,
-            bufsize=1,
+            bufsize=0,
         )
-        self.hello = self.request({"op": "hello"})
-        if Path(self.hello["softmaxloss"]).resolve().parent.parent != tree.resolve():
-            raise ToolError(f"worker {name} imported {self.hello['softmaxloss']}, not {tree}")
+        try:
+            self.hello = self.request({"op": "hello"}, start_timeout, "while starting")
+            if "error" in self.hello:
+                raise WorkerFault(
+                    f"worker {name}: its softmaxloss ({tree}) does not import "
+                    f"({self.hello['error']}); see {log}"
+                )
+            where = self.hello.get("softmaxloss")
+            if not isinstance(where, str) or Path(where).resolve().parent.parent != tree.resolve():
+                raise WorkerFault(f"worker {name} imported {where}, not {tree}")
+        except BaseException:
+            self.close()
+            raise
 
-    def request(self, obj: dict) -> dict:
-        self.proc.stdin.write(json.dumps(obj) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise ToolError(
-                f"worker {self.name} died (exit {self.proc.wait()}); see {self._log.name}"
+    def _died(self, what: str) -> WorkerFault:
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
+        return WorkerFault(f"worker {self.name} died ({how}) {what}; see {self._log.name}")
+
+    def _readline(self, timeout: float, what: str) -> bytes | None:
+        """One line of the worker's stdout; None when it closed; WorkerFault (the worker
+        killed) when none comes within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.proc.kill()
+                self.proc.wait()
+                raise WorkerFault(
+                    f"worker {self.name} gave no answer within {timeout:.0f} s {what} "
+                    f"(a hang): killed; see {self._log.name}"
+                )
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def request(self, obj: dict, timeout: float, what: str = "") -> dict:
+        """Sends one request, returns its answer (a dict)."""
+        try:
+            self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:  # BrokenPipeError: the worker is gone
+            raise self._died(what) from None
+        line = self._readline(timeout, what)
+        if line is None:
+            raise self._died(what)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            text = line.decode(errors="replace")[:80]
+            self.proc.kill()
+            raise WorkerFault(
+                f"worker {self.name} answered {text!r} {what}, not a JSON object (something "
+                f"in it wrote to its stdout): killed; see {self._log.name}"
             )
-        return json.loads(line)
+        return answer
 
-    def time(self, case: Case, calls: int) -> dict:
+    def time(self, case: Case, calls: int, timeout: float) -> dict:
         return self.request(
-            {"op": "time", "bench": case.bench, "params": case.values, "calls": calls}
+            {"op": "time", "bench": case.bench, "params": case.values, "calls": calls},
+            timeout,
+            "while timing",
         )
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
         self._log.close()
 
 
 class _Pair:
     """BASE's and HEAD's workers, started together."""
 
-    def __init__(self, python, trees, repo, log, stage, fix=True):
-        self.base = Worker(python, trees[0], repo, log, f"BASE ({stage})", fix)
+    def __init__(self, python, trees, repo, log, stage, fix=True, start_timeout=300.0):
+        self.base = Worker(python, trees[0], repo, log, f"BASE ({stage})", fix, start_timeout)
         try:
-            self.head = Worker(python, trees[1], repo, log, f"HEAD ({stage})", fix)
+            self.head = Worker(python, trees[1], repo, log, f"HEAD ({stage})", fix, start_timeout)
         except BaseException:
             self.base.close()
             raise
@@ -293,19 +377,23 @@ def _pairs(
     # workers make the same calls, so that the i-th pair finds each in the same state: a
     # worker's allocator cycles with its calls (at 3200x3200 bfloat16, same code, a HEAD
     # three calls behind read 1.27-1.31 in every fresh worker pair, pair by pair alike).
+    floor, factor = settings.timeout_floor, settings.timeout_factor
     for worker in (pair.base, pair.head):
-        answer = worker.time(case, 1)
+        answer = worker.time(case, 1, max(floor, case.timeout))
         if "skip" in answer:
             raise _Skip(answer["skip"])
         first = _median_call(answer, worker.name, case)
-        probe = _median_call(worker.time(case, 3), worker.name, case)
+        probe = _median_call(
+            worker.time(case, 3, max(floor, factor * 3 * first)), worker.name, case
+        )
         if calls is None:
             per_call = max(min(first, probe), 1e-7)
             calls = max(1, min(settings.max_calls, math.ceil(settings.batch_seconds / per_call)))
+            wait = max(floor, factor * calls * max(first, probe))
     ratios = []
     for i in range(n):
         order = (pair.base, pair.head) if i % 2 == 0 else (pair.head, pair.base)
-        got = {w.name: _median_call(w.time(case, calls), w.name, case) for w in order}
+        got = {w.name: _median_call(w.time(case, calls, wait), w.name, case) for w in order}
         b, h = got[pair.base.name], got[pair.head.name]
         out.base_times.append(b)
         out.head_times.append(h)
@@ -342,23 +430,43 @@ def measure(
     say = echo or (lambda line: None)
 
     def stage(name: str, todo: list[Case], n: int, keep, early: int | None) -> None:
+        """One worker pair over ``todo``; a fault ends that pair, names its case, and the
+        next case gets a fresh pair. A pair that cannot start names every case left."""
         start = time.monotonic()
-        pair = _Pair(python, trees, repo, log, name, settings.env_fix)
+        pair = None
         try:
             for k, case in enumerate(todo, 1):
                 out = outcomes[case]
-                if out.error or out.skipped:
+                if out.error or out.skipped or out.fault:
                     continue
+                if pair is None:
+                    try:
+                        pair = _Pair(
+                            python, trees, repo, log, name, settings.env_fix,
+                            start_timeout=settings.start_timeout,
+                        )  # fmt: skip
+                    except WorkerFault as exc:
+                        for left in todo[k - 1 :]:
+                            if not (outcomes[left].skipped or outcomes[left].error):
+                                outcomes[left].fault = str(exc)
+                        say(f"paired {name}: {exc}")
+                        return
                 try:
                     keep(out, _pairs(pair, case, n, settings, out, early))
                 except _Skip as exc:
                     out.skipped = str(exc)
                 except _CaseError as exc:
                     out.error = str(exc)
+                except WorkerFault as exc:
+                    out.fault = str(exc)
+                    say(f"paired {name}: {exc}")
+                    pair.close()
+                    pair = None
                 if k % 10 == 0 or k == len(todo):
                     say(f"paired {name}: {k}/{len(todo)} cases, {time.monotonic() - start:.0f} s")
         finally:
-            pair.close()
+            if pair is not None:
+                pair.close()
 
     say(f"paired: {len(selected)} cases, {settings.pairs[0]} pairs each (screen)")
 
@@ -372,7 +480,7 @@ def measure(
     suspects = [
         c
         for c, o in outcomes.items()
-        if o.screen_ratios and statistics.median(o.screen_ratios) > settings.screen
+        if not o.fault and o.screen_ratios and statistics.median(o.screen_ratios) > settings.screen
     ]
     if suspects:
         k = settings.confirm_workers
@@ -384,7 +492,7 @@ def measure(
             stage(f"confirm {i}/{k}", suspects, settings.pairs[1], confirmed, None)
     for case in suspects:
         out = outcomes[case]
-        if out.error or out.skipped or not out.confirm_groups:
+        if out.error or out.skipped or out.fault or not out.confirm_groups:
             continue
         out.p_value = sign_test(out.confirm_ratios)
         out.regressed = decide(out.confirm_groups, out.p_value, len(suspects), settings)
@@ -441,15 +549,15 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
     asv's own API, as ``asv run`` would: the value of a combination is the median of its
     batch medians, the samples are the batch medians. Returns the combinations written."""
     from lossbench.config import results_dir
-    from lossbench.results import add, open_for_writing
+    from lossbench.results import add, open_for_writing, save
 
     res, benchmarks = open_for_writing(conf_path, machine, commit)
     by_name: dict[str, dict] = {}
     for out in outcomes:
         times = out.base_times if side == "base" else out.head_times
         cls, method = out.case.bench.rsplit(".", 1)
-        if cls not in STORE or not times:
-            continue
+        if cls not in STORE or not times or out.fault or out.error:
+            continue  # a case cut short stores nothing
         by_name.setdefault(f"{STORE[cls]}.{method}", {})[out.case.params] = times
     written = 0
     for name, measured in by_name.items():
@@ -461,7 +569,7 @@ def store(conf_path: str, machine: str, commit: str, outcomes: list[Outcome], si
         samples = [measured.get(c) for c in combos]
         add(res, info, values, samples, [1 if c in measured else None for c in combos])
         written += len(measured)
-    res.save(str(results_dir(conf_path)))
+    save(res, results_dir(conf_path))
     return written
 
 

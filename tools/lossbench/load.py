@@ -1,0 +1,117 @@
+"""How busy the machine was with other work: from the kernel's CPU counters (Linux
+``/proc``), in cores. A leaf module (standard library only).
+
+* :func:`busy_cores`: the cores other processes kept busy over one short wait (this process
+  sleeps through it);
+* :class:`Sampler`: a background thread sampling, once a ``interval``, the cores kept busy
+  by everything **but this process and its descendants** (the paired timings' workers, an
+  asv run): what a run shared the machine with while it measured.
+
+Where there is no ``/proc`` there is no figure (None), never a made-up one.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+
+
+def _cpu_ticks(stat: str = "/proc/stat") -> tuple[int, int]:
+    """(all ticks, idle + iowait ticks) of every core since boot."""
+    with open(stat) as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def busy_cores(seconds: float = 1.0, stat: str = "/proc/stat") -> float | None:
+    """Cores kept busy by other processes over ``seconds`` while this one waits, or None
+    where there are no counters."""
+    try:
+        total0, idle0 = _cpu_ticks(stat)
+        time.sleep(seconds)
+        total1, idle1 = _cpu_ticks(stat)
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
+def tree_ticks(root: int, proc: str = "/proc") -> int:
+    """CPU ticks (user + system) of process ``root`` and all its descendants, from
+    ``/proc/<pid>/stat`` (processes that exit while it reads are left out)."""
+    parent, ticks = {}, {}
+    for entry in Path(proc).iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ... utime stime": comm may hold spaces and parentheses
+        rest = text[text.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parent[pid] = int(rest[1])
+        ticks[pid] = int(rest[11]) + int(rest[12])
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
+
+
+class Sampler:
+    """``with Sampler() as s: ...``: the cores other work kept busy, one sample per
+    ``interval`` seconds while the block runs (``s.samples``)."""
+
+    def __init__(self, interval: float = 1.0, stat: str = "/proc/stat", proc: str = "/proc"):
+        self.interval, self.stat, self.proc = interval, stat, proc
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self):
+        total, idle = _cpu_ticks(self.stat)
+        return total, total - idle, tree_ticks(os.getpid(), self.proc)
+
+    def _run(self) -> None:
+        cores = os.cpu_count() or 1
+        try:
+            last = self._read()
+        except (OSError, ValueError, IndexError):
+            return
+        while not self._stop.wait(self.interval):
+            try:
+                now = self._read()
+            except (OSError, ValueError, IndexError):
+                return
+            total = now[0] - last[0]
+            if total > 0:
+                other = (now[1] - last[1]) - (now[2] - last[2])
+                self.samples.append(min(max(other / total * cores, 0.0), cores))
+            last = now
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str | None:
+        """``median (min-max, N samples)`` in cores, or None without samples."""
+        if not self.samples:
+            return None
+        s = self.samples
+        return (
+            f"{statistics.median(s):.1f} of {os.cpu_count() or 1} cores (median; "
+            f"{min(s):.1f}-{max(s):.1f} over {len(s)} samples of {self.interval:g} s)"
+        )

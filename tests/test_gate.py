@@ -210,8 +210,15 @@ def test_failures_skips_versions_and_selection(tmp_path):
         "bench_instructions.InstructionsSoftmaxLoss.track_forward('manual')"
     ]
     assert report.not_compared == 2  # the peakmem benchmark's code changed (version v -> v2)
-    assert gate.summary_lines(report)[-2:] == [
+    # measured on BASE, skipped on HEAD: lost, a fault; skipped on BASE only: new on HEAD
+    precision = "bench_precision.PrecisionSoftmaxLoss.track_grad_error"
+    assert report.lost == [f"{precision}('torch') (skipped on HEAD)"]
+    assert report.new_on_head == 1
+    assert gate.summary_lines(report)[1:] == [
+        "FAILED on HEAD: 1 (bench_instructions.InstructionsSoftmaxLoss.track_forward('torch'))",
+        f"LOST on HEAD (measured on BASE): 1 ({precision}('torch') (skipped on HEAD))",
         "2 not compared (benchmark code changed)",
+        "1 not compared: new on HEAD (BASE has no value)",
         "1 not compared: failed on BASE "
         "(bench_instructions.InstructionsSoftmaxLoss.track_forward('manual'))",
     ]  # a combination BASE could not measure is said, not silently left out
@@ -319,8 +326,10 @@ def test_gate_command_exit_codes_and_job_summary(tmp_path, monkeypatch, capsys, 
         ]
         assert "| bench_instructions.InstructionsSoftmaxLoss.track_forward | torch |" in md
     if outcome == "failure":
-        assert "FAILED on HEAD: bench_memory.MemSoftmaxLoss.track_extra_bytes('manual')" in out
-        assert "`bench_memory.MemSoftmaxLoss.track_extra_bytes('torch')`" in md
+        extra = "bench_memory.MemSoftmaxLoss.track_extra_bytes"
+        assert f"FAILED on HEAD: 2 ({extra}('manual'), {extra}('torch'))" in out
+        assert f"`{extra}('torch')`" in md
+        assert "gate: not everything selected was measured (above), so this is no pass" in out
 
 
 def _cli(*args, cwd=ROOT):

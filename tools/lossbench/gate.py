@@ -1,38 +1,47 @@
-"""The regression gate: BASE vs HEAD, one threshold per metric family (docs/gate.md).
-
-Families (every benchmark of the suite is smaller-is-better):
-
-* ``instructions``: callgrind's instruction counts (``track_``, unit ``instructions``);
-* ``cycles``: callgrind's cache simulation, estimated cycles and last-level misses (units
-  ``cycles``, ``misses``): memory traffic that costs few instructions;
-* ``memory``: ``peakmem_`` and ``track_`` values in ``bytes``;
-* ``precision``: ``track_`` values in ``eps``;
-* ``time``: the paired timings (``lossbench.paired``): BASE and HEAD in persistent workers,
-  alternating, decided from the pairs.
+"""The regression gate: BASE vs HEAD, one threshold per metric family (docs/gate.md; the
+families: ``lossbench.families``). Timings are the paired timings (``lossbench.paired``):
+BASE and HEAD in persistent workers, alternating, decided from the pairs.
 
 The deterministic families are properties of a commit and its environment: measured once
 per commit by ``asv run`` (a commit already measured with the same benchmark code is not
 measured again), a combination regresses when HEAD / BASE exceeds its family's threshold.
-Timings are measured afresh at every gate run. A combination that failed on HEAD is a
-failure (exit 3); one skipped on either side, or whose benchmark code changed between the
-two results (asv's ``version``), is not compared.
+Timings are measured afresh at every gate run.
+
+**A fault is never a pass.** Exit 0 only when every selected family was measured on both
+commits and compared. Exit 3 (:attr:`Report.exit_code`), each cause named in the summary:
+a family selected but nothing of it compared; a combination that failed on HEAD, or that
+BASE measured and HEAD did not; a timing whose worker died, hung or could not start
+(:class:`lossbench.paired.WorkerFault`); results that could not be stored. Refused before
+any measuring: a family whose tool is missing (valgrind for instructions and cycles; or
+``--skip-family``, said in the summary), uncommitted changes to the package (or
+``--allow-dirty``), a config with several environments, a second gate in the same checkout.
+Not compared, and said: what failed on BASE, what HEAD measures and BASE never did, a
+benchmark whose code changed between the two results (asv's ``version``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lossbench import config, paired, results, runner, tables
+from lossbench import config, load, paired, results, runner, tables
 from lossbench.errors import EXIT_FAILURE, EXIT_OK, EXIT_REGRESSION, ToolError, UsageError
-from lossbench.results import Result
+from lossbench.families import (
+    FAMILIES,  # noqa: F401 (gate.FAMILIES: the commands' and the study's)
+    FAMILY_BENCHMARKS,
+    TOOLS,
+    check_tools,
+    family,
+    family_of_label,
+    selected,
+    selected_labels,
+    without_families,
+)
 
-FAMILIES = ("instructions", "cycles", "memory", "precision", "time")
 # Chosen from the detection-power study (docs/gate.md), measured here:
 # instructions: same-code ratios <= 1.0135 (630 comparisons); a 1.05x injection reads 1.05.
 # memory: same-code <= 1.008 (420); one extra logits buffer: 2x in extra bytes.
@@ -56,20 +65,6 @@ def limits_of(thresholds: dict | None) -> dict[str, float]:
     return {**DEFAULT_THRESHOLDS, **(thresholds or {})}
 
 
-def family(result: Result) -> str:
-    if result.unit in ("instructions", "cycles"):
-        return result.unit
-    if result.unit == "misses":
-        return "cycles"
-    if result.kind == "time":
-        return "time"
-    if result.kind in ("peakmem", "mem") or result.unit == "bytes":
-        return "memory"
-    if result.unit == "eps":
-        return "precision"
-    return "other"
-
-
 @dataclass(frozen=True)
 class Row:
     benchmark: str
@@ -88,8 +83,13 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # labels of what failed on HEAD
+    lost: list[str] = field(default_factory=list)  # measured on BASE, skipped on HEAD
+    faults: list[str] = field(default_factory=list)  # what could not be measured, and why
     base_failures: list[str] = field(default_factory=list)
-    not_compared: int = 0
+    not_compared: int = 0  # benchmark code changed between the two results
+    new_on_head: int = 0  # measured on HEAD, never on BASE
+    skipped_families: list[str] = field(default_factory=list)  # --skip-family
+    notes: list[str] = field(default_factory=list)  # what the run saw (load, a dirty tree)
 
     @property
     def regressions(self) -> list[Row]:
@@ -97,9 +97,21 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        if self.failures:
+        """3 when anything selected was not measured on both commits; else 1 on a
+        regression; else 0."""
+        if self.failures or self.lost or self.faults:
             return EXIT_FAILURE
         return EXIT_REGRESSION if self.regressions else EXIT_OK
+
+    def check_families(self, expected) -> None:
+        """A fault for every family in ``expected`` with no row compared."""
+        compared = {row.family for row in self.rows}
+        named = {fault.split(":", 1)[0] for fault in self.faults}  # a cause given already
+        for fam in sorted(set(expected) - compared - named - set(self.skipped_families)):
+            self.faults.append(
+                f"{fam}: selected, but nothing compared (every combination failed, skipped "
+                "or not measured on one side)"
+            )
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """``{family: (compared, regressed)}``."""
@@ -109,11 +121,6 @@ class Report:
             c[0] += 1
             c[1] += row.regressed
         return {k: (v[0], v[1]) for k, v in out.items()}
-
-
-def selected(label: str, pattern: str | None) -> bool:
-    """asv's ``-b`` rule: ``re.search`` in ``name(p1, p2)`` (in the name if unparametrised)."""
-    return not pattern or re.search(pattern, label) is not None
 
 
 def compare(
@@ -126,6 +133,11 @@ def compare(
     (asv's ``time_`` results and the paired series: :func:`add_paired` decides those)."""
     limits = limits_of(thresholds)
     report = Report()
+    for key in sorted(before.keys() - after.keys()):
+        old = before[key]
+        measured = not (old.failed or old.skipped)
+        if measured and selected(old.label, pattern) and family(old) != "time":
+            report.lost.append(f"{old.label} (not measured on HEAD)")
     for key in sorted(after):
         new = after[key]
         if not selected(new.label, pattern) or family(new) == "time":
@@ -136,7 +148,14 @@ def compare(
         if new.failed:
             report.failures.append(new.label)
             continue
-        if new.skipped or old is None or old.failed or old.skipped:
+        if new.skipped:
+            if old is not None and not (old.failed or old.skipped):
+                report.lost.append(f"{new.label} (skipped on HEAD)")
+            continue
+        if old is None or old.skipped:
+            report.new_on_head += 1
+            continue
+        if old.failed:
             continue
         if old.version is not None and new.version is not None and old.version != new.version:
             report.not_compared += 1
@@ -162,8 +181,12 @@ def compare(
 
 def add_paired(report: Report, outcomes: list[paired.Outcome], settings: paired.Settings):
     """The paired timings' verdicts as ``time`` rows; what failed on HEAD as failures."""
+    faults: dict[str, list[str]] = {}  # one line per cause, naming its combinations
     for out in outcomes:
         if out.skipped:
+            continue
+        if out.fault:
+            faults.setdefault(out.fault, []).append(out.case.label)
             continue
         if out.error:
             side = report.base_failures if out.error.startswith("BASE") else report.failures
@@ -183,6 +206,9 @@ def add_paired(report: Report, outcomes: list[paired.Outcome], settings: paired.
                 note="" if out.p_value is None else f"p={out.p_value:.2g}",
             )
         )
+    for fault, labels in faults.items():
+        shown = ", ".join(labels[:2]) + (f" and {len(labels) - 2} more" if len(labels) > 2 else "")
+        report.faults.append(f"time: {shown}: {fault}")
 
 
 def format_value(value: float, unit: str) -> str:
@@ -279,26 +305,7 @@ def package_key(repo, commit: str) -> str:
 # More than this many cores busy with other work as the paired timings begin, and the gate
 # says that its two-thread timings cannot see a loss of parallelism (they need both cores).
 BUSY_CORES_NOTE = 0.5
-
-
-def busy_cores(seconds: float = 1.0, stat: str = "/proc/stat") -> float | None:
-    """Cores kept busy by other processes over ``seconds`` while this one waits: from the
-    kernel's CPU counters (/proc/stat), or None where there are none."""
-
-    def sample():
-        with open(stat) as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+busy_cores = load.busy_cores
 
 
 def run(
@@ -315,15 +322,23 @@ def run(
     settings: paired.Settings | None = None,
     extra_env: dict | None = None,
     measure_same_package: bool = False,
+    skip_families=(),
+    allow_dirty: bool = False,
 ) -> GateRun:
     """Runs asv on BASE and HEAD (the deterministic families, once per commit), then the
     paired timings, stores them in asv's results and applies the thresholds. ``extra_env``:
     more environment for asv's run (e.g. ``SOFTMAXLOSS_INSTRUCTION_IMPLS``).
+    ``skip_families``: left out of the selection, and said so.
 
     When HEAD's package is BASE's (:func:`package_key`) nothing is measured: whatever
     differs between the two is noise. BASE's deterministic results, where asv has them,
     are copied to HEAD (the site's history gets its point). ``measure_same_package``:
-    measure and time them all the same (the detection-power study's no-ops)."""
+    measure and time them all the same (the detection-power study's no-ops).
+
+    Refused before any work (``UsageError``, exit 2): BASE is HEAD, a config with several
+    environments, uncommitted changes to the package (unless ``allow_dirty``).
+    ``ToolError`` (exit 3) before any measuring: a family's tool missing, another gate in
+    this checkout. Every fault after that is in the report (:attr:`Report.exit_code`)."""
     start = time.monotonic()
     base = runner.resolve(repo, base_rev, "BASE")
     head = runner.resolve(repo, head_rev, "HEAD")
@@ -334,56 +349,102 @@ def run(
     workdir = Path(repo) / ".asv" / "gate"
     log_path = log_path or str(workdir / "gate.log")
     say = echo or (lambda line: None)
-    say(f"gate: BASE {base[:8]}, HEAD {head[:8]}; asv output in {log_path}")
     conf = os.path.join(repo, conf_file)
     results_dir = config.results_dir(conf)
-    if not measure_same_package and package_key(repo, base) == package_key(repo, head):
-        copied, why = 0, ""
+    env_name = results.environment(conf).name
+    notes = []
+    dirty = runner.dirty_paths(repo, PACKAGE_PATHS) if head == runner.resolve(repo, "HEAD") else []
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
+        if not allow_dirty:
+            raise UsageError(
+                f"uncommitted changes to the package ({shown}): the gate measures the "
+                "committed HEAD; commit them, or pass --allow-dirty to gate HEAD without them"
+            )
+        notes.append(f"uncommitted changes to the package not measured: {shown}")
+    with runner.checkout_lock(repo, "gate"):
+        say(f"gate: BASE {base[:8]}, HEAD {head[:8]}; asv output in {log_path}")
+        for path, moved, why in results.quarantine(results_dir, machine, [base, head]):
+            say(f"gate: {path} could not be read ({why}): moved aside to {moved.name}")
+        if not measure_same_package and package_key(repo, base) == package_key(repo, head):
+            copied, why = 0, ""
+            try:
+                copied = results.copy_commit(conf, machine, base, head)  # 0 where BASE has none
+            except ToolError as exc:  # e.g. no asv machine file in this HOME
+                why = f" ({exc})"
+            say(
+                f"gate: HEAD's package is BASE's ({', '.join(PACKAGE_PATHS[:2])} unchanged): "
+                f"nothing to measure or time; {copied} of BASE's deterministic results copied "
+                f"to HEAD{why} (--measure-same-package measures anyway)"
+            )
+            report = Report(notes=notes)
+            return GateRun(base, head, report, time.monotonic() - start, 0, same_package=True)
         try:
-            copied = results.copy_commit(conf, machine, base, head)  # 0 where BASE has none
-        except ToolError as exc:  # e.g. no asv machine file in this HOME
-            why = f" ({exc})"
-        say(
-            f"gate: HEAD's package is BASE's ({', '.join(PACKAGE_PATHS[:2])} unchanged): "
-            f"nothing to measure or time; {copied} of BASE's deterministic results copied to "
-            f"HEAD{why} (--measure-same-package measures anyway)"
-        )
-        return GateRun(base, head, Report(), time.monotonic() - start, 0, same_package=True)
-    runner.ensure_machine(machine, log_path=log_path)
-    hashfile = runner.write_hashfile(workdir / "commits.txt", [base, head])
-    once, timed = split_selection(pattern)
-    args = runner.asv_args("run", conf, machine, launch_method)
-    args += ["--skip-existing-successful", "-b", once, f"HASHFILE:{hashfile}"]
-    env = {**os.environ, **(extra_env or {})}
-    rc = runner.run_asv(args, repo=repo, log_path=log_path, on_line=progress_echo(echo), env=env)
-    if rc not in (0, 2):
-        raise ToolError(f"asv run exited {rc}; see {log_path}")
-    cases = paired.cases(results.load_benchmarks(results_dir), timed)
-    busy = busy_cores()
-    if busy is not None and busy > BUSY_CORES_NOTE:
-        say(
-            f"gate: note: {busy:.1f} of {os.cpu_count()} cores busy with other work: the "
-            "paired timings hold up, but two-thread timings cannot see a loss of parallelism"
-        )
-    outcomes = paired.measure(
-        repo,
-        base,
-        head,
-        cases,
-        python=paired.environment_python(conf),
-        workdir=workdir,
-        settings=settings,
-        echo=echo,
-    )
-    for commit, side in ((base, "base"), (head, "head")):
-        paired.store(conf, machine, commit, outcomes, side)
-    try:
-        before = results.load_commit(results_dir, machine, base)
-        after = results.load_commit(results_dir, machine, head)
-    except ToolError as exc:
-        raise ToolError(f"{exc}; see {log_path}") from None
+            listed = results.load_benchmarks(results_dir)
+        except ToolError:
+            listed = None  # asv has not listed the suite here yet
+        check_tools(pattern, skip_families, listed)
+        runner.ensure_machine(machine, log_path=log_path)
+        selection = without_families(pattern, skip_families)
+        once, timed = split_selection(selection)
+        tooled = "|".join(FAMILY_BENCHMARKS[f] for f in TOOLS if f not in skip_families)
+        for hole in results.reopen_holes(results_dir, machine, [base, head], rf"(?:{tooled})"):
+            say(f"gate: {hole}: stored with no value (its tool was missing): measured again")
+        hashfile = runner.write_hashfile(workdir / "commits.txt", [base, head])
+        args = runner.asv_args("run", conf, machine, launch_method)
+        args += ["--skip-existing-successful", "-b", once, f"HASHFILE:{hashfile}"]
+        env = {**os.environ, **(extra_env or {})}
+        rc = runner.run_asv(
+            args, repo=repo, log_path=log_path, on_line=progress_echo(echo), env=env,
+            idle_limit=config.idle_limit(conf),
+        )  # fmt: skip
+        if rc not in (0, 2):
+            raise ToolError(f"asv run ended with {runner.exit_text(rc)}; see {log_path}")
+        listed = results.load_benchmarks(results_dir)
+        cases = paired.cases(listed, timed) if "time" not in skip_families else []
+        busy = busy_cores()
+        if busy is not None and busy > BUSY_CORES_NOTE:
+            say(
+                f"gate: note: {busy:.1f} of {os.cpu_count()} cores busy with other work: the "
+                "paired timings hold up, but two-thread timings cannot see a loss of "
+                "parallelism"
+            )
+        with load.Sampler() as sampler:
+            outcomes = paired.measure(
+                repo,
+                base,
+                head,
+                cases,
+                python=paired.environment_python(conf),
+                workdir=workdir,
+                settings=settings,
+                echo=echo,
+            )
+        seen = sampler.summary()
+        if seen is not None and cases:
+            notes.append(f"other work during the paired timings: {seen}")
+        faults = []
+        if any(out.fault for out in outcomes):  # a failed run stores nothing
+            say("gate: the paired timings are not stored: some could not be measured")
+        else:
+            for commit, side in ((base, "base"), (head, "head")):
+                try:
+                    paired.store(conf, machine, commit, outcomes, side)
+                except ToolError as exc:
+                    faults.append(f"time: the timings of {commit[:8]} were not stored: {exc}")
+        try:
+            before = results.load_commit(results_dir, machine, base, env_name=env_name)
+            after = results.load_commit(results_dir, machine, head, env_name=env_name)
+        except ToolError as exc:
+            raise ToolError(f"{exc}; see {log_path}") from None
     report = compare(before, after, thresholds, once)
     add_paired(report, outcomes, settings)
+    report.faults += faults
+    report.notes += notes
+    report.skipped_families = list(skip_families)
+    report.check_families(
+        {family_of_label(label, listed) for label in selected_labels(listed, selection)}
+    )
     return GateRun(base, head, report, time.monotonic() - start, rc, outcomes, busy)
 
 
@@ -398,11 +459,26 @@ def summary_lines(
             n, bad = counts[fam]
             how = " paired, sign test" if fam == "time" else ""
             lines.append(f"{fam}: {n} compared, {bad} regressed (threshold {limits[fam]:g}x{how})")
+    if report.skipped_families:
+        lines.append(
+            f"not measured, on request: {', '.join(report.skipped_families)} (--skip-family)"
+        )
+    lines += [f"NOT MEASURED: {fault}" for fault in report.faults]
+    for what, labels in (
+        ("FAILED on HEAD", report.failures),
+        ("LOST on HEAD (measured on BASE)", report.lost),
+    ):
+        if labels:
+            shown = ", ".join(labels[:3]) + (", ..." if len(labels) > 3 else "")
+            lines.append(f"{what}: {len(labels)} ({shown})")
     if report.not_compared:
         lines.append(f"{report.not_compared} not compared (benchmark code changed)")
+    if report.new_on_head:
+        lines.append(f"{report.new_on_head} not compared: new on HEAD (BASE has no value)")
     if report.base_failures:
         shown = ", ".join(report.base_failures[:3]) + (
             ", ..." if len(report.base_failures) > 3 else ""
         )
         lines.append(f"{len(report.base_failures)} not compared: failed on BASE ({shown})")
+    lines += [f"note: {note}" for note in report.notes]
     return lines

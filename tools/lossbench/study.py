@@ -138,6 +138,7 @@ def _outcome_record(out: paired.Outcome) -> dict:
         "label": out.case.label,
         "skipped": out.skipped,
         "error": out.error,
+        "fault": out.fault,
         "screen": out.screen_ratios,
         "confirm": out.confirm_ratios,
         "confirm_groups": out.confirm_groups,
@@ -231,6 +232,7 @@ def run(
                     "busy_cores": gated.busy_cores,
                     "rows": [asdict(r) for r in gated.report.rows],
                     "failures": gated.report.failures,
+                    "faults": gated.report.faults,
                     "paired": [_outcome_record(o) for o in gated.outcomes],
                 }
             )

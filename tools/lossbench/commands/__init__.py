@@ -2,18 +2,29 @@
 
 Each command lives in its own module exposing ``add_parser(subparsers)``; the parser it adds
 sets ``func`` to the function that runs it and returns its exit status. Errors are caught
-once, here: a ``ToolError`` (``UsageError`` included) ends in one line on stderr and its
-exit status (``lossbench.errors``: 2 bad input, 3 the job could not be done), never a
-traceback.
+once, here, and end in one line on stderr and a status of their own, never a traceback and
+never a pass:
+
+* ``ToolError`` (``UsageError`` included): its message, its status (``lossbench.errors``:
+  2 bad input, 3 the job could not be done);
+* Ctrl-C: "interrupted", 3 (what was stored stays readable: every result file is written
+  whole or not at all);
+* ``BrokenPipeError`` from our own stdout (``... | head``: the reader left): 3, quietly: the
+  command did not finish. A broken pipe anywhere else (a worker that died) is a fault: 3;
+* any other exception (a bug of the tools): its type and message, 3, the traceback in a
+  file named on that line.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import tempfile
+import traceback
 
-from lossbench.errors import EXIT_OK, EXIT_USAGE, ToolError
+from lossbench.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ToolError
 
 # command -> the module that adds it. Only the module of the command run is imported (the
 # experiments import torch, ~2 s; the asv and git helpers need none of it); --help and a
@@ -67,11 +78,41 @@ def main(argv=None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first)
     args = parser.parse_args(argv)
+    where = f"{parser.prog} {args.command}"
     try:
         return int(args.func(args) or EXIT_OK)
     except ToolError as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{where}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except BrokenPipeError:  # `... | head`: the reader left, nothing to report
-        sys.stderr.close()
-        return EXIT_OK
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted: nothing decided (stored results are intact)", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError as exc:
+        if _stdout_gone():  # `... | head`: the reader left before the end
+            return EXIT_FAILURE
+        print(f"{where}: error: a pipe broke ({exc}): a process it talked to died", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug: one line, and the traceback kept for its report
+        kept = _keep_traceback()
+        print(f"{where}: internal error: {type(exc).__name__}: {exc} (traceback: {kept})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILURE
+
+
+def _stdout_gone() -> bool:
+    """Whether our stdout's reader has left (its flush breaks); stdout then goes to
+    /dev/null, so that Python's own flush at exit cannot break again."""
+    try:
+        sys.stdout.flush()
+        return False
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return True
+
+
+def _keep_traceback() -> str:
+    fd, path = tempfile.mkstemp(prefix="lossbench-traceback-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        traceback.print_exc(file=f)
+    return path

@@ -6,18 +6,21 @@ per metric family. Prints one table of what regressed and, under GitHub Actions,
 same table to ``$GITHUB_STEP_SUMMARY``.
 A HEAD whose package (``softmaxloss/``, ``pyproject.toml``) is BASE's is not measured: it
 passes at once (``--measure-same-package`` measures it).
-Exit status: 0 nothing regressed, 1 a regression, 2 bad input (e.g. a BASE that is not a
-commit), 3 a benchmark failed on HEAD (or asv did); the last line says it too.
+Exit status: 0 every selected family measured on both commits, nothing regressed; 1 a
+regression; 2 bad input, refused before any work (a BASE that is not a commit, uncommitted
+changes to the package); 3 something selected could not be measured (a benchmark failed
+on HEAD, a tool is missing, a timing worker died or hung, results could not be read or
+written, asv failed), each cause named. The last line says it too.
 """
 
 from __future__ import annotations
 
 import os
 
-from lossbench import gate
-from lossbench.errors import UsageError
+from lossbench import gate, paired
+from lossbench.errors import EXIT_FAILURE, UsageError
 from lossbench.machine import machine_name
-from lossbench.options import add_asv_options, echo
+from lossbench.options import add_asv_options, echo, parse_choices
 
 
 def parse_thresholds(items) -> dict:
@@ -55,6 +58,25 @@ def add_parser(sub) -> None:
         metavar="FAMILY=RATIO",
         help="override a family's threshold, e.g. time=1.2 (repeatable)",
     )
+    p.add_argument(
+        "--skip-family",
+        metavar="F1,F2",
+        help="leave these families out (e.g. instructions,cycles where valgrind is "
+        f"missing), said in the summary; of {','.join(gate.FAMILY_BENCHMARKS)}",
+    )
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="gate the committed HEAD although the package has uncommitted changes",
+    )
+    p.add_argument(
+        "--timeout-floor",
+        type=float,
+        default=paired.Settings.timeout_floor,
+        metavar="SECONDS",
+        help="the least time a timing worker's answer is waited for before it counts as "
+        "hung (default %(default)g; otherwise 20x what the answer should cost)",
+    )
     p.set_defaults(func=main)
 
 
@@ -67,15 +89,30 @@ def _summary_markdown(run: gate.GateRun, lines: list[str]) -> str:
         out += [gate.format_rows(report.regressions, markdown=True), ""]
     else:
         out += ["No regression.", ""]
-    if report.failures:
-        out.append("Failed on HEAD:")
-        out += [f"- `{label}`" for label in report.failures]
-    out.append(f"\nExit {report.exit_code} (0 ok, 1 regression, 3 benchmark failure).")
+    for what, labels in (
+        ("Not measured", report.faults),
+        ("Failed on HEAD", report.failures),
+        ("Measured on BASE, not on HEAD", report.lost),
+    ):
+        if labels:
+            out.append(f"{what}:")
+            out += [f"- `{label}`" for label in labels]
+    out.append(f"\nExit {report.exit_code} ({STATUSES}).")
     return "\n".join(out) + "\n"
+
+
+STATUSES = "0 ok, 1 regression, 2 bad input, 3 not everything measured"
 
 
 def main(args) -> int:
     thresholds = parse_thresholds(args.threshold)
+    skip = (
+        parse_choices("--skip-family", args.skip_family, gate.FAMILY_BENCHMARKS)
+        if (args.skip_family)
+        else []
+    )
+    if not args.timeout_floor > 0:
+        raise UsageError(f"--timeout-floor must be a positive number, got {args.timeout_floor}")
     machine = args.machine or machine_name()
     repo = os.path.abspath(args.repo)
     log_path = os.path.join(repo, ".asv", "gate", "gate.log")
@@ -91,6 +128,9 @@ def main(args) -> int:
         log_path=log_path,
         echo=echo,
         measure_same_package=args.measure_same_package,
+        settings=paired.Settings(timeout_floor=args.timeout_floor),
+        skip_families=skip,
+        allow_dirty=args.allow_dirty,
     )
     report = run.report
     lines = gate.summary_lines(report, thresholds, run.same_package)
@@ -98,11 +138,15 @@ def main(args) -> int:
     for line in lines:
         print(line)
     print(gate.format_rows(report.regressions) if report.regressions else "no regression")
-    for label in report.failures:
-        print(f"FAILED on HEAD: {label} (see {os.path.relpath(log_path)})")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a") as f:
             f.write(_summary_markdown(run, lines))
-    print(f"gate: exit {report.exit_code} (0 ok, 1 regression, 3 benchmark failure)")
+    if report.exit_code == EXIT_FAILURE:
+        logs = os.path.relpath(os.path.dirname(log_path))
+        print(
+            "gate: not everything selected was measured (above), so this is no pass: fix "
+            f"the cause and run the gate again (asv's and the workers' logs: {logs}/)"
+        )
+    print(f"gate: exit {report.exit_code} ({STATUSES})")
     return report.exit_code

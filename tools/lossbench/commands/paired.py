@@ -5,7 +5,8 @@ case, ``--trials`` fresh worker pairs of ``--pairs`` ABBA pairs each, and each t
 median ratio HEAD / BASE. With BASE = HEAD it measures what two processes of the same code
 read (the method's noise; ``--no-env-fix`` drops the fixes of ``paired.WORKER_ENV``); with
 a changed HEAD, the change's native time factor. docs/gate.md's same-code tables come from
-it. ``--json`` writes every ratio (a new file only).
+it. ``--json`` writes every ratio (a new file only). Exit 3 when a case could not be timed
+in some trial (a worker died, hung or failed: each named on a ``NOT MEASURED`` line).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from lossbench import config, paired, results, runner, tables
-from lossbench.errors import UsageError
+from lossbench.errors import EXIT_FAILURE, EXIT_OK, UsageError
 from lossbench.options import positive_int, refuse_existing
 
 DEFAULT_BENCH = (
@@ -73,6 +74,14 @@ def main(args) -> int:
             rows.append([case.label, *cells, f"{min(medians):.3f}-{max(medians):.3f}"])
     header = ["case", *(f"trial {k + 1}" for k in range(args.trials)), "range"]
     print(tables.render(header, rows, right=range(1, args.trials + 2)))
+    missing = {
+        f"{out.case.label}: {out.fault or out.error}"
+        for trial in trials
+        for out in trial
+        if out.fault or out.error
+    }
+    for line in sorted(missing):
+        print(f"NOT MEASURED: {line}")
     if alls:
         fix = "without" if args.no_env_fix else "with"
         print(
@@ -83,4 +92,4 @@ def main(args) -> int:
             json.dump(
                 {"base": base, "head": head, "env_fix": not args.no_env_fix, "ratios": every}, f
             )
-    return 0
+    return EXIT_FAILURE if missing else EXIT_OK

@@ -10,10 +10,17 @@ untouched and the exports in place for a look.
 
 The clones, their environments and homes stay under ``workdir`` (one folder per shard) and
 are reused by the next backfill: only the first one pays for the environment builds.
+
+**Resumable.** A shard that finished (exit 0, or 3 with some benchmark failed: its export
+is complete either way) leaves ``done.json`` beside its export, naming the commit of the
+benchmark code and the commits it ran. Run again with the same commits and HEAD, the
+backfill keeps those shards and runs only the others; a shard that failed before
+exporting is named with its own last error line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -25,8 +32,9 @@ from pathlib import Path
 from lossbench import merge as merge_mod
 from lossbench.config import results_dir
 from lossbench.errors import EXIT_FAILURE, EXIT_OK, ToolError
+from lossbench.files import write_atomic
 from lossbench.history import fmt_duration, round_robin
-from lossbench.runner import git, line_process, resolve, write_hashfile
+from lossbench.runner import exit_text, git, line_process, resolve, stop, write_hashfile
 
 
 def prepare_clone(source: Path, head: str, clone: Path) -> None:
@@ -43,10 +51,37 @@ def prepare_clone(source: Path, head: str, clone: Path) -> None:
     git(clone, "checkout", "--quiet", "--force", "--detach", head)
 
 
-def _pump(prefix: str, stream, emit: Callable[[str], None], lock: threading.Lock) -> None:
+def _pump(
+    prefix: str, stream, emit: Callable[[str], None], lock: threading.Lock, errors: list[str]
+) -> None:
+    """Echoes a shard's lines; keeps the last one that reports an error."""
     for line in stream:
+        line = line.rstrip("\n")
+        if ": error: " in line or "internal error" in line:
+            errors[:] = [line.strip()]
         with lock:
-            emit(prefix + line.rstrip("\n"))
+            emit(prefix + line)
+
+
+DONE = "done.json"
+
+
+def finished(shard_dir: Path, head: str, commits: list[str]) -> int | None:
+    """The exit status of the shard whose complete export of these commits at this HEAD
+    ``shard_dir`` holds (0, or 3: some benchmark failed); None when there is none."""
+    try:
+        done = json.loads((shard_dir / DONE).read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        isinstance(done, dict)
+        and done.get("head") == head
+        and done.get("commits") == commits
+        and done.get("exit") in (EXIT_OK, EXIT_FAILURE)
+        and (shard_dir / "export").is_dir()
+    ):
+        return done["exit"]
+    return None
 
 
 def run_local(
@@ -57,15 +92,17 @@ def run_local(
     config: str = "asv.conf.json",
     machine: str | None = None,
     bench: list[str] | None = None,
+    skip_family: str | None = None,
     launch_method: str | None = None,
     torch: str | None = None,
     workdir: Path | None = None,
     accept_new_versions: bool = False,
     emit: Callable[[str], None] = print,
 ) -> int:
-    """Runs the shards, merges them into the stored history. Returns 0, or 3 when some
-    benchmark failed (its results are merged all the same); raises ToolError (one line) when
-    a shard could not run, MergeError when the merge check fails (nothing written)."""
+    """Runs the shards not finished yet, merges every shard into the stored history.
+    Returns 0, or 3 when some benchmark failed (its results are merged all the same);
+    raises ToolError (one line) when a shard could not run (the finished ones are kept for
+    the next run), MergeError when the merge check fails (nothing written)."""
     repo = Path(repo).resolve()
     plan = round_robin(commits, shards)
     store = results_dir(repo / config)
@@ -80,9 +117,13 @@ def run_local(
         f"({', '.join(str(len(p)) for p in plan)} commits), benchmark code of {head[:8]}"
     )
     started = time.monotonic()
-    procs = []
+    procs, kept = [], []
     for i, shard_commits in enumerate(plan):
         d = workdir / f"shard-{i}"
+        if (rc := finished(d, head, shard_commits)) is not None:
+            kept.append((i, d, rc))
+            continue
+        (d / DONE).unlink(missing_ok=True)
         clone, home, export = d / "repo", d / "home", d / "export"
         prepare_clone(repo, head, clone)
         home.mkdir(parents=True, exist_ok=True)
@@ -101,6 +142,8 @@ def run_local(
             cmd += ["--machine", machine]
         for regex in bench or []:
             cmd += ["-b", regex]
+        if skip_family:
+            cmd += ["--skip-family", skip_family]
         if launch_method:
             cmd += ["--launch-method", launch_method]
         if torch:
@@ -110,21 +153,47 @@ def run_local(
         env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
         env.pop("MAKEFLAGS", None)
         proc = line_process(cmd, clone, env)
-        procs.append((i, d, proc))
+        procs.append((i, d, proc, shard_commits, []))
+    if kept:
+        emit(
+            f"backfill-local: shards {', '.join(str(i) for i, _, _ in kept)} finished before "
+            f"(same commits, benchmark code of {head[:8]}): kept, not run again"
+        )
     lock = threading.Lock()
     pumps = [
-        threading.Thread(target=_pump, args=(f"[shard {i}] ", p.stdout, emit, lock), daemon=True)
-        for i, _, p in procs
+        threading.Thread(
+            target=_pump, args=(f"[shard {i}] ", p.stdout, emit, lock, errors), daemon=True
+        )
+        for i, _, p, _, errors in procs
     ]
     for t in pumps:
         t.start()
-    codes = [(i, d, p.wait()) for i, d, p in procs]
+    codes = list(kept)
+    try:
+        for i, d, p, shard_commits, _ in procs:
+            rc = p.wait()
+            codes.append((i, d, rc))
+            if rc in (EXIT_OK, EXIT_FAILURE):  # a failed benchmark's shard is merged too
+                done = {"head": head, "commits": shard_commits, "exit": rc}
+                write_atomic(d / DONE, (json.dumps(done, indent=1) + "\n").encode())
+    finally:
+        for _, _, p, _, _ in procs:
+            stop(p)
     for t in pumps:
         t.join()
     shard_wall = time.monotonic() - started
-    for i, d, rc in codes:
-        if rc not in (EXIT_OK, EXIT_FAILURE):  # a failed benchmark's shard is merged too
-            raise ToolError(f"shard {i} exited {rc} (log: {d / 'history.log'}); nothing merged")
+    codes.sort()
+    failed = [(i, d, rc) for i, d, rc in codes if rc not in (EXIT_OK, EXIT_FAILURE)]
+    if failed:
+        why = {i: errors for i, _, _, _, errors in procs}
+        i, d, rc = failed[0]
+        last = why[i][0] if why.get(i) else "no error line"
+        finished_ = [str(j) for j, _, r in codes if r in (EXIT_OK, EXIT_FAILURE)]
+        keep = f"; shards {', '.join(finished_)} finished and are kept" if finished_ else ""
+        raise ToolError(
+            f"shard {i} ended with {exit_text(rc)} ({last}; log: {d / 'history.log'}): "
+            f"nothing merged{keep}; run again to measure what is missing"
+        )
     exports = [d / "export" for _, d, _ in codes]
     merged = merge_mod.merge(store, exports, accept_new_versions=accept_new_versions)
     emit(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lossbench import asv_output, config, results, runner
 from lossbench.errors import ToolError, UsageError
+from lossbench.families import check_tools
 
 
 @dataclass
@@ -40,6 +41,11 @@ def bisect(
     bad = runner.resolve(repo, bad_rev, "BAD")
     if good == bad or not runner.is_ancestor(repo, good, bad):
         raise UsageError(f"GOOD {good_rev!r} is not an ancestor of BAD {bad_rev!r}")
+    if good not in runner.git(repo, "rev-list", "--first-parent", bad).split():
+        raise UsageError(
+            f"GOOD {good_rev!r} is not on BAD {bad_rev!r}'s first-parent line (it came in "
+            "through a merge): asv find searches first parents only; give a GOOD on that line"
+        )
     before_good = runner.first_parent(repo, good)
     range_spec = f"{before_good}..{bad}" if before_good else bad
     conf = os.path.join(repo, conf_file)
@@ -61,11 +67,22 @@ def bisect(
         if "rror" in line:
             errors.append(line.strip())
 
-    rc = runner.run_asv(
-        [*args, range_spec, bench], repo=repo, log_path=log_path, on_line=on_line, env=env
-    )
+    with runner.checkout_lock(repo, "bisect"):
+        results_dir = config.results_dir(conf)
+        try:
+            listed = results.load_benchmarks(results_dir)
+        except ToolError:
+            listed = None
+        check_tools(bench, (), listed)
+        for path, moved, why in results.quarantine(results_dir, machine):
+            if echo is not None:
+                echo(f"bisect: {path} could not be read ({why}): moved aside to {moved.name}")
+        rc = runner.run_asv(
+            [*args, range_spec, bench], repo=repo, log_path=log_path, on_line=on_line, env=env,
+            idle_limit=config.idle_limit(conf),
+        )  # fmt: skip
     if rc != 0 or not found:
-        why = errors[-1] if errors else f"asv find exited {rc}"
+        why = errors[-1] if errors else f"asv find ended with {runner.exit_text(rc)}"
         raise ToolError(f"{why}; see {log_path}")
     commit = runner.resolve(repo, found[-1])
     subject = runner.git(repo, "log", "-1", "--format=%s", commit)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lossbench import asv_output, config, runner
+from lossbench import config as config_mod
 from lossbench.errors import UsageError
 from lossbench.options import positive_int
 
@@ -246,7 +247,10 @@ def run(
     emit(
         f"history: {len(commits)} commits {commits[0][:8]}..{commits[-1][:8]} (asv log: {log_path})"
     )
-    rc = runner.run_asv(args, repo=repo, log_path=log_path, on_line=on_line)
+    rc = runner.run_asv(
+        args, repo=repo, log_path=log_path, on_line=on_line,
+        idle_limit=config_mod.idle_limit(config),
+    )  # fmt: skip
     counts.finish()
     emit(f"history: {counts.skip_summary()}")
     emit(f"history: done: {progress.finish()}; asv exit {rc}")

@@ -17,10 +17,25 @@ import json
 import re
 from pathlib import Path
 
-from lossbench import backfill, config, merge, runner
+from lossbench import backfill, config, families, merge, runner
 from lossbench import history as hist
 from lossbench.errors import EXIT_OK, ToolError, UsageError
-from lossbench.options import add_asv_options, positive_int
+from lossbench.options import add_asv_options, parse_choices, positive_int
+from lossbench.results import load_benchmarks, quarantine, reopen_holes
+
+
+def _results_machine(machine: str | None) -> str:
+    """The machine folder asv writes results into for ``--machine`` (None: this host's, by
+    asv's own rule)."""
+    from asv import util
+    from asv.machine import Machine, MachineCollection
+
+    name = machine or Machine.get_unique_machine_name()
+    try:
+        return MachineCollection.load(name).get("machine", name)
+    except util.UserError:  # not in the machine file (yet): asv will write it under name
+        return name
+
 
 DEFAULT_N = 20
 
@@ -53,6 +68,12 @@ def _asv_options(p) -> None:
     )
     p.add_argument(
         "--torch", default=None, help="run under this torch version (one asv environment)"
+    )
+    p.add_argument(
+        "--skip-family",
+        metavar="F1,F2",
+        help="leave these families out (e.g. instructions,cycles where valgrind is missing); "
+        "without it, a family whose tool is missing stops the run before it starts",
     )
 
 
@@ -138,33 +159,63 @@ def _check_bench(patterns: list[str]) -> None:
             raise UsageError(f"-b {regex!r} is not a regular expression: {exc}") from None
 
 
+def _skip_families(text: str | None) -> list[str]:
+    if not text:
+        return []
+    return parse_choices("--skip-family", text, families.FAMILY_BENCHMARKS)
+
+
+def selection(bench: list[str], skip: list[str]) -> list[str]:
+    """asv's ``-b`` list with the ``skip`` families left out of each (the whole suite when
+    ``bench`` is empty)."""
+    return [families.without_families(b, skip) for b in bench or ([".*"] if skip else [])]
+
+
+def check_tools(bench: list[str], skip: list[str], conf) -> None:
+    """Refuses a run whose selection needs a tool this machine lacks (before it starts)."""
+    try:
+        listed = load_benchmarks(config.results_dir(conf))
+    except ToolError:
+        listed = None
+    families.check_tools("|".join(f"(?:{b})" for b in bench) or ".*", skip, listed)
+
+
 def run_history(args) -> int:
     repo = runner.repo_root()
     commits = _commits(args, repo, _branch(args.config), DEFAULT_N)
     _check_bench(args.bench)
+    skip = _skip_families(args.skip_family)
     conf = hist.config_for_torch(Path(args.config), args.torch)
     results = config.results_dir(conf)
     if args.export is not None:
         hist.check_export_folder(args.export)
+    check_tools(args.bench, skip, conf)
     log = args.log or results.parent / "history.log"
     runner.ensure_machine(args.machine, log_path=log)
-    before = hist.snapshot(results) if args.export is not None else {}
-    rc = hist.run(
-        commits,
-        repo=repo,
-        config=conf,
-        machine=args.machine,
-        bench=args.bench,
-        launch_method=args.launch_method,
-        log_path=log,
-    )
-    if args.export is not None:
-        copied = hist.export_changed(results, before, args.export)
-        print(f"history: exported {len(copied)} files to {args.export}")
+    machine = _results_machine(args.machine)
+    with runner.checkout_lock(repo, "history"):
+        for path, moved, why in quarantine(results, machine):
+            print(f"history: {path} could not be read ({why}): moved aside to {moved.name}")
+        tooled = "|".join(families.FAMILY_BENCHMARKS[f] for f in families.TOOLS if f not in skip)
+        for hole in reopen_holes(results, machine, commits, rf"(?:{tooled})"):
+            print(f"history: {hole}: stored with no value (its tool was missing): measured again")
+        before = hist.snapshot(results) if args.export is not None else {}
+        rc = hist.run(
+            commits,
+            repo=repo,
+            config=conf,
+            machine=args.machine,
+            bench=selection(args.bench, skip),
+            launch_method=args.launch_method,
+            log_path=log,
+        )
+        if args.export is not None:
+            copied = hist.export_changed(results, before, args.export)
+            print(f"history: exported {len(copied)} files to {args.export}")
     if rc == 2:
         raise ToolError(f"some benchmarks failed (what was measured is saved); see {log}")
     if rc != 0:
-        raise ToolError(f"asv run exited {rc}; see {log}")
+        raise ToolError(f"asv run ended with {runner.exit_text(rc)}; see {log}")
     return EXIT_OK
 
 
@@ -207,18 +258,25 @@ def run_local(args) -> int:
     _check_bench(args.bench)
     if args.torch is not None:
         _torch_list(args.torch)
-    return backfill.run_local(
-        repo,
-        commits,
-        shards,
-        config=args.config,
-        machine=args.machine,
-        bench=args.bench,
-        launch_method=args.launch_method,
-        torch=args.torch,
-        workdir=args.workdir,
-        accept_new_versions=args.accept_new_versions,
-    )
+    skip = _skip_families(args.skip_family)
+    check_tools(args.bench, skip, args.config)
+    with runner.checkout_lock(repo, "backfill-local"):
+        store = config.results_dir(args.config)
+        for path, moved, why in quarantine(store, _results_machine(args.machine)):
+            print(f"backfill-local: {path} could not be read ({why}): moved aside to {moved.name}")
+        return backfill.run_local(
+            repo,
+            commits,
+            shards,
+            config=args.config,
+            machine=args.machine,
+            bench=args.bench,
+            skip_family=args.skip_family if skip else None,
+            launch_method=args.launch_method,
+            torch=args.torch,
+            workdir=args.workdir,
+            accept_new_versions=args.accept_new_versions,
+        )
 
 
 def run_merge(args) -> int:

@@ -42,9 +42,12 @@ Torch is imported uninstrumented (``--instr-atstart=no``; ~17 s instead of ~65 s
 instrumentation is switched on with ``callgrind_control`` once the inputs are ready; if
 that fails the worker is re-run instrumented from the start (same counts, measured here).
 
-* valgrind missing, or a torch built without callgrind support: every benchmark here is
-  skipped (``NotImplementedError`` naming the reason), never failed. An implementation that
-  raises fails its own benchmarks only.
+* valgrind missing, or a torch built without callgrind support: every benchmark here
+  **fails**, naming the reason (``ToolMissing``), never a skip: asv stores a skip as NaN,
+  ``--skip-existing-successful`` would never measure it again, and a gate would pass on
+  what it never counted. The tools (``python -m lossbench gate``, ``history``) refuse such a
+  run before it starts, or leave the families out when asked (``--skip-family
+  instructions,cycles``). An implementation that raises fails its own benchmarks only.
 * Not counted (skipped, ``NotImplementedError`` with the reason): ``compiled`` and
   ``compiled_manual``, whose inductor-generated C++ is built for the host's vector ISA
   (``-march=native``: AVX-512 here), which valgrind cannot execute (the worker dies of
@@ -83,8 +86,10 @@ REGIONS = ["forward", "backward", "forward_backward"]
 REPEATS = {"128x100": 3, "1024x1000": 2}
 WARMUPS = 5
 IMPLS_ENV = "SOFTMAXLOSS_INSTRUCTION_IMPLS"
-# Measured here: ~130 s for the whole grid per environment (fast start); 10x margin.
-COUNT_TIMEOUT = 1200
+# Measured here: ~130 s for the whole grid per environment (fast start). 480 s leaves a
+# margin for a loaded machine, and with asv's 60 s on top a hung worker still ends within
+# 10 minutes.
+COUNT_TIMEOUT = 480
 _COMPILED = (
     "torch.compile's generated C++ targets this host's vector ISA (-march=native, AVX-512 "
     "here), which valgrind cannot execute"
@@ -300,15 +305,15 @@ def count_instructions(impls=None, sizes=None, repeats=None, timeout=COUNT_TIMEO
     """Counts every region of ``impls`` x ``sizes`` in one callgrind process.
 
     Returns ``{"counts": {"impl|size|region": [metrics() per repeat]}, "errors": {impl: msg},
-    "seconds": wall time, "fast_start": bool}``. Raises ``NotImplementedError`` when
-    valgrind is missing or this torch cannot talk to it.
+    "seconds": wall time, "fast_start": bool}``. Raises ``ToolMissing`` when valgrind is
+    missing or this torch cannot talk to it.
     """
     import torch
 
     if shutil.which("valgrind") is None:
-        raise NotImplementedError("valgrind is not installed (no valgrind on PATH)")
+        raise ToolMissing("valgrind is not installed (no valgrind on PATH)")
     if not torch._C._valgrind_supported_platform():
-        raise NotImplementedError("this torch build has no callgrind support")
+        raise ToolMissing("this torch build has no callgrind support")
     impls = list(IMPLS if impls is None else impls)
     sizes = list(SIZES_INSTRUCTIONS if sizes is None else sizes)
     repeats = {size: (REPEATS.get(size, 2) if repeats is None else repeats) for size in sizes}
@@ -348,6 +353,11 @@ def count_instructions(impls=None, sizes=None, repeats=None, timeout=COUNT_TIMEO
     }
 
 
+class ToolMissing(RuntimeError):
+    """What counting needs is not here (valgrind, torch's callgrind hooks): the benchmarks
+    fail with this message, they are not skipped."""
+
+
 def _selected_impls() -> list[str]:
     names = [n.strip() for n in os.environ.get(IMPLS_ENV, "").split(",") if n.strip()]
     return [n for n in names or IMPLS if n not in NOT_COUNTED]
@@ -363,16 +373,16 @@ class _Counted:
     def setup_cache(self):
         try:
             return count_instructions(_selected_impls(), SIZES_INSTRUCTIONS)
-        except NotImplementedError as exc:
-            return {"skip": str(exc)}
+        except ToolMissing as exc:
+            return {"missing": str(exc)}
 
     setup_cache.timeout = COUNT_TIMEOUT + 60
 
     def setup(self, cache, impl, size, dtype):
         if impl in NOT_COUNTED:
             raise NotImplementedError(f"{impl} is not counted: {NOT_COUNTED[impl]}")
-        if "skip" in cache:
-            raise NotImplementedError(cache["skip"])
+        if "missing" in cache:
+            raise ToolMissing(f"{cache['missing']}: nothing here is counted; install it")
         if impl in cache["errors"]:
             raise RuntimeError(f"{impl} failed under callgrind: {cache['errors'][impl]}")
         self.counts = cache["counts"]

@@ -1,4 +1,6 @@
-"""bench_instructions' skip rule: what valgrind cannot run is skipped, never failed.
+"""bench_instructions' skip rule: what valgrind cannot run is skipped, never failed; a
+missing valgrind fails every benchmark (a skip would be stored as NaN and never measured
+again).
 
 The counts themselves are exercised by tests/test_gate_power.py (a real callgrind run).
 """
@@ -13,6 +15,16 @@ def test_compiled_and_triton_skip_with_the_reason(impl):
     cache = {"counts": {}, "errors": {}}
     with pytest.raises(NotImplementedError, match=f"{impl} is not counted: .*(valgrind|CUDA)"):
         bi.InstructionsSoftmaxLoss().setup(cache, impl, "128x100", "float32")
+
+
+def test_a_missing_tool_fails_every_benchmark_instead_of_skipping(monkeypatch):
+    monkeypatch.setattr(bi.shutil, "which", lambda name: None)
+    cache = bi._Counted().setup_cache()
+    assert cache == {"missing": "valgrind is not installed (no valgrind on PATH)"}
+    for cls in (bi.InstructionsSoftmaxLoss, bi.CacheSoftmaxLoss):
+        with pytest.raises(bi.ToolMissing, match="valgrind is not installed.*install it"):
+            cls().setup(cache, "manual", "1024x1000", "float32")
+        assert not issubclass(bi.ToolMissing, NotImplementedError)  # asv's skip
 
 
 def _metrics(ir, ll):

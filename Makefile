@@ -71,8 +71,9 @@ bench-deps:
 	  "torch==$(TORCH)" numpy "rich>=13" "asv==0.6.6" "virtualenv>=20"
 
 # valgrind runs the instruction counts (benchmarks/bench_instructions.py). Installed with
-# apt-get where there is one (as root, or with sudo); never fatal: without valgrind those
-# benchmarks are skipped.
+# apt-get where there is one (as root, or with sudo). This step never fails itself; without
+# valgrind, the gate, history and backfill refuse to start (exit 3) unless told to leave
+# those families out (SKIP_FAMILY=instructions,cycles), and asv fails those benchmarks.
 valgrind:
 	@command -v valgrind >/dev/null 2>&1 || { \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
@@ -81,7 +82,7 @@ valgrind:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  $$S apt-get install -y -q valgrind >/dev/null 2>&1 || \
 	  { $$S apt-get update -q >/dev/null 2>&1 && $$S apt-get install -y -q valgrind >/dev/null 2>&1; } || \
-	  echo "valgrind: could not install it: instruction counts will be skipped" >&2; }
+	  echo "valgrind: could not install it: instruction counts cannot run" >&2; }
 
 # asv's machine file (~/.asv-machine.json); its questionnaire goes to /dev/null.
 asv-machine: bench-deps
@@ -118,12 +119,15 @@ bench-quick: asv-machine
 	  --machine "$(MACHINE)" $(QUICK_ARGS)
 
 # make gate BASE=<rev>: BASE vs HEAD (python -m lossbench gate). The command exits 1 on a
-# regression, 2 on bad input and 3 on a benchmark failure; make itself turns any failure
-# into exit 2, so the command's last line gives its own status (CI calls the command).
+# regression, 2 on bad input and 3 when it could not measure everything it selected; make
+# itself turns any failure into exit 2, so the command's last line gives its own status (CI
+# calls the command). SKIP_FAMILY=instructions,cycles: go on without valgrind, said so.
+SKIP_FAMILY ?=
+SKIP = $(if $(SKIP_FAMILY),--skip-family '$(SKIP_FAMILY)')
 gate: asv-machine valgrind
 	@test -n "$(BASE)" || { echo "usage: make gate BASE=<rev>" >&2; exit 2; }
 	$(LB) gate '$(BASE)' --machine "$(MACHINE)" $(LAUNCH) \
-	  $(if $(GATE_BENCH),--bench '$(GATE_BENCH)') $(GATE_ARGS)
+	  $(if $(GATE_BENCH),--bench '$(GATE_BENCH)') $(SKIP) $(GATE_ARGS)
 
 # The gate's detection power on a scratch history (30-60 min; docs/gate.md).
 # DETECTION_ARGS: e.g. "--runs 2 --factors 1.1,1.2".
@@ -160,11 +164,11 @@ SHARDS ?= 2
 # N= or RANGE= given empty is passed on (and refused), not read as "not given".
 HISTORY_SEL = $(if $(filter undefined,$(origin N)),,-n '$(N)') \
   $(if $(filter undefined,$(origin RANGE)),,--range '$(RANGE)')
-HISTORY_OPTS = --machine "$(MACHINE)" $(LAUNCH) $(if $(BENCH),-b '$(BENCH)')
+HISTORY_OPTS = --machine "$(MACHINE)" $(LAUNCH) $(if $(BENCH),-b '$(BENCH)') $(SKIP)
 
 .PHONY: history backfill-local record
 
-history: bench-deps
+history: bench-deps valgrind
 	@rc=0; $(LB) history $(HISTORY_SEL) $(HISTORY_OPTS) || rc=$$?; \
 	if [ $$rc -ne 2 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
 
@@ -178,7 +182,7 @@ record: bench-deps valgrind
 	$(MAKE) --no-print-directory site || exit $$?; \
 	$(LB) regressions HEAD --config $(ASV_CONF) || exit $$?; exit $$rc
 
-backfill-local: bench-deps
+backfill-local: bench-deps valgrind
 	@rc=0; $(LB) backfill-local --shards '$(SHARDS)' $(HISTORY_SEL) \
 	  $(HISTORY_OPTS) || rc=$$?; \
 	if [ $$rc -ne 2 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc

@@ -60,6 +60,22 @@ def test_only_the_deterministic_families_fail_the_run():
     assert "time" not in ALERT and {"instructions", "memory", "precision"} <= set(ALERT)
 
 
+def test_a_record_that_measured_not_everything_fails_the_job_after_storing():
+    """history's exit 3 (a benchmark failed, or the run could not be done) keeps what was
+    measured (the site, the stored history) and then fails the job: no warning-and-pass."""
+    steps = _load("history.yml")["jobs"]["record"]["steps"]
+    names = [s.get("name", "") for s in steps]
+    suite = next(s for s in steps if s.get("id") == "suite")
+    assert 'if [ "$rc" -eq 3 ]' in suite["run"] and "incomplete=true" in suite["run"]
+    assert "::warning::" not in suite["run"]
+    last = next(s for s in steps if s.get("name") == "An incomplete record is no pass")
+    assert last["if"] == "${{ steps.suite.outputs.incomplete == 'true' }}"
+    assert "exit 1" in last["run"]
+    assert names.index("An incomplete record is no pass") > names.index(
+        "Save the history on the asv-results branch"
+    )
+
+
 def test_the_gate_workflow_calls_the_command_not_make():
     text = _text(_load("benchmarks.yml")["jobs"]["gate"])
     assert "python -m lossbench gate" in text and "make gate" not in text

@@ -767,3 +767,36 @@ def test_real_workers_that_fail_name_the_case_and_the_rest_are_measured(
     report = gate.Report()
     gate.add_paired(report, outcomes, settings)
     assert report.exit_code == 3 and len(report.faults) == 1  # one line, both cases named
+
+
+def test_the_load_seen_is_other_work_only(tmp_path):
+    """/proc/stat's busy ticks less this process tree's (/proc/<pid>/stat utime + stime,
+    descendants included, a parenthesis in a name too), in cores."""
+    from lossbench import load
+
+    proc = tmp_path / "proc"
+    rows = {1: (0, "init", 5, 5), os.getpid(): (1, "py (gate)", 100, 20),
+            70001: (os.getpid(), "worker", 300, 30), 70002: (70001, "grandchild", 7, 3),
+            70003: (1, "other", 900, 90)}  # fmt: skip
+    for pid, (ppid, name, utime, stime) in rows.items():
+        (proc / str(pid)).mkdir(parents=True)
+        fields = ["S", str(ppid)] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 5
+        (proc / str(pid) / "stat").write_text(f"{pid} ({name}) {' '.join(fields)}\n")
+    assert load.tree_ticks(os.getpid(), str(proc)) == 120 + 330 + 10
+    # 1000 ticks on 2 cores, 700 busy, 200 of them ours: 500 / 1000 * 2 = 1.0 core
+    assert load.Sampler.other_cores((0, 0, 0), (1000, 700, 200), 2) == pytest.approx(1.0)
+    assert load.Sampler.other_cores((0, 0, 0), (1000, 100, 200), 2) == 0.0  # never below 0
+    assert load.Sampler.other_cores((5, 0, 0), (5, 0, 0), 2) is None
+
+
+def test_docs_list_every_fault_scenario_with_its_exit_status():
+    """docs/gate.md's table of faults has a row for each scenario scripted here, with the
+    exit status the test asserts."""
+    text = (ROOT / "docs" / "gate.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 3:
+            rows[cells[0]] = cells[2]
+    for name, _, _, status, _ in TIMING_FAULTS + REFUSALS:
+        assert rows.get(name) == str(status), name

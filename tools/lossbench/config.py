@@ -63,9 +63,10 @@ def absolute_paths(values: dict, base: Path) -> dict:
     return out
 
 
-def asv_config(path):
+def asv_config(path, create: bool = True):
     """asv's own ``Config`` of ``path``, its folders absolute (asv resolves them from the
-    current folder, which is not always the config's)."""
+    current folder, which is not always the config's); ``create``: its results folder made
+    too (for writing results)."""
     import os
 
     from asv import config as asv_config_module
@@ -75,7 +76,8 @@ def asv_config(path):
     values = {key: getattr(conf, key) for key in (*PATH_KEYS, "repo")}
     for key, value in absolute_paths(values, base).items():
         setattr(conf, key, value)
-    os.makedirs(conf.results_dir, exist_ok=True)
+    if create:
+        os.makedirs(conf.results_dir, exist_ok=True)
     return conf
 
 

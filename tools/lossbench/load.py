@@ -71,31 +71,40 @@ class Sampler:
     """``with Sampler() as s: ...``: the cores other work kept busy, one sample per
     ``interval`` seconds while the block runs (``s.samples``)."""
 
-    def __init__(self, interval: float = 1.0, stat: str = "/proc/stat", proc: str = "/proc"):
+    def __init__(self, interval: float = 2.0, stat: str = "/proc/stat", proc: str = "/proc"):
         self.interval, self.stat, self.proc = interval, stat, proc
         self.samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _read(self):
+    def read(self) -> tuple[int, int, int]:
+        """(all ticks, busy ticks, this process tree's ticks) now."""
         total, idle = _cpu_ticks(self.stat)
         return total, total - idle, tree_ticks(os.getpid(), self.proc)
+
+    @staticmethod
+    def other_cores(before, after, cores: int) -> float | None:
+        """Cores busy with other work between two :meth:`read` s: all busy ticks less this
+        process tree's, as a share of all ticks, times the cores."""
+        total = after[0] - before[0]
+        if total <= 0:
+            return None
+        other = (after[1] - before[1]) - (after[2] - before[2])
+        return min(max(other / total * cores, 0.0), float(cores))
 
     def _run(self) -> None:
         cores = os.cpu_count() or 1
         try:
-            last = self._read()
+            last = self.read()
         except (OSError, ValueError, IndexError):
             return
         while not self._stop.wait(self.interval):
             try:
-                now = self._read()
+                now = self.read()
             except (OSError, ValueError, IndexError):
                 return
-            total = now[0] - last[0]
-            if total > 0:
-                other = (now[1] - last[1]) - (now[2] - last[2])
-                self.samples.append(min(max(other / total * cores, 0.0), cores))
+            if (other := self.other_cores(last, now, cores)) is not None:
+                self.samples.append(other)
             last = now
 
     def __enter__(self) -> Sampler:

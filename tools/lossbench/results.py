@@ -138,7 +138,8 @@ def environment(conf_path: str):
 
     from lossbench.config import asv_config
 
-    envs = list(asv_environment.get_environments(asv_config(conf_path), None, verbose=False))
+    conf = asv_config(conf_path, create=False)
+    envs = list(asv_environment.get_environments(conf, None, verbose=False))
     if len(envs) != 1:
         names = ", ".join(env.name for env in envs)
         raise UsageError(

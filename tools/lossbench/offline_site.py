@@ -90,7 +90,13 @@ def fetch_vendor(cache_dir: Path) -> Path:
             "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
             "--disable-pip-version-check", "-q", "-d", tmp,
         ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            raise OfflineSiteError(
+                f"cannot obtain the site's JavaScript/CSS assets: `pip download "
+                f"{VENDOR_PACKAGE}` gave no answer in 600 s"
+            ) from None
         sdists = list(Path(tmp).glob("asv-*.tar.gz"))
         if proc.returncode != 0 or not sdists:
             last = (proc.stderr.strip().splitlines() or ["no sdist saved"])[-1]

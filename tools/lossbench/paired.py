@@ -214,7 +214,10 @@ def _setarch() -> list[str]:
     cmd = ["setarch", os.uname().machine, "-R"]
     if shutil.which("setarch") is None:
         return []
-    ok = subprocess.run([*cmd, "true"], capture_output=True).returncode == 0
+    try:
+        ok = subprocess.run([*cmd, "true"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
     return cmd if ok else []
 
 

@@ -105,16 +105,21 @@ def lines_within(stream, idle: float | None) -> Iterator[str]:
         yield line
 
 
+GIT_TIMEOUT = 600  # seconds: a local git command that takes longer is stuck
+
+
 def git(repo, *args: str, env: dict | None = None) -> str:
     """``git ARGS`` in ``repo``: its output without the trailing newline; ToolError naming
     the command and git's last line when it fails."""
     try:
         proc = subprocess.run(
             ["git", *args], cwd=repo, env=env, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT,
         )  # fmt: skip
     except OSError as exc:  # no git, or no such folder
         raise ToolError(f"git {' '.join(args)} in {repo}: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"git {' '.join(args)} in {repo}: no answer in {GIT_TIMEOUT} s") from None
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise ToolError(f"git {' '.join(args)}: {detail}")
@@ -139,6 +144,7 @@ def resolve(repo, rev: str, what: str = "revision") -> str:
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
+        timeout=GIT_TIMEOUT,
     )
     if proc.returncode != 0 or not proc.stdout.strip():
         raise UsageError(f"{what} {rev!r} is not a commit of this repository")
@@ -147,8 +153,9 @@ def resolve(repo, rev: str, what: str = "revision") -> str:
 
 def is_ancestor(repo, older: str, newer: str) -> bool:
     proc = subprocess.run(
-        ["git", "merge-base", "--is-ancestor", older, newer], cwd=repo, capture_output=True
-    )
+        ["git", "merge-base", "--is-ancestor", older, newer], cwd=repo, capture_output=True,
+        timeout=GIT_TIMEOUT,
+    )  # fmt: skip
     return proc.returncode == 0
 
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asvenv
 import pytest
 from gitrepo import git
 from usermake import make
@@ -137,6 +138,7 @@ def test_make_gate_on_a_fresh_clone(tmp_path):
 
 def test_bisect_finds_the_commit_that_injected_a_slowdown(tmp_path):
     repo = _scratch(tmp_path)
+    asvenv.seed(repo)  # the suite's environment, built once for the slow tests
     hashes = [git(repo, "rev-parse", "HEAD")]
     bad = injections.python_slowdown(1.2, "backward")
     for i in range(1, 5):

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import asvenv
 import pytest
 from gitrepo import GIT_ID, git
 
@@ -120,6 +121,13 @@ def test_two_shard_backfill_equals_single_process_history(scratch):
     home_a, home_b = tmp_path / "home-a", tmp_path / "home-b"
     home_a.mkdir()
     home_b.mkdir()
+    # The suite's environment, built once for the slow tests, in A and in B's shard clones
+    # (as a backfill that ran before leaves them: backfill-local reuses its clones).
+    asvenv.seed(a)
+    for i in range(2):
+        shard = b / ".asv" / "backfill" / f"shard-{i}" / "repo"
+        subprocess.run(["git", "clone", "-q", str(b), str(shard)], check=True)
+        asvenv.seed(shard)
 
     rc, out_a, wall_a = make(a, home_a, "history", f"RANGE={rng}", f"BENCH={SUBSET}")
     print(f"---- make history (1 process): exit {rc}, {wall_a:.0f} s")

@@ -211,7 +211,7 @@ def copy_commit(conf_path: str, machine: str, source: str, dest: str) -> int:
     from lossbench.config import results_dir
 
     folder = results_dir(conf_path)
-    found = commit_results(folder, machine, source)
+    found = commit_results(folder, machine, source, environment(conf_path).name)
     if len(found) != 1:
         return 0
     src = found[0]

@@ -37,6 +37,7 @@ COMMANDS = {
     "backfill-local": "history",
     "merge-results": "history",
     "regressions": "regressions",
+    "timed": "timed",
 }
 
 
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given: what a measurement record names
     try:
         return int(args.func(args) or EXIT_OK)
     except ToolError as exc:

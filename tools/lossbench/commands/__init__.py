@@ -38,6 +38,7 @@ COMMANDS = {
     "merge-results": "history",
     "regressions": "regressions",
     "timed": "timed",
+    "docs": "docs",
 }
 
 

@@ -4,7 +4,8 @@ A command given ``--record PATH`` (``compare``, ``ratios``, ``overhead``, ``dept
 ``timed``) writes one JSON file there: its command line, the commit measured (and whether
 the package or the tools differed from it), the date, the machine (CPU model, its flags, the
 vector instruction set, cores, memory), the load before and after (``/proc/loadavg``), the
-Python and torch versions, and the command's numbers under ``result``. The documentation's
+Python and torch versions, the variables that change what is measured (``SOFTMAXLOSS_*``,
+``OMP_*``, ``MKL_*``), and the command's numbers under ``result``. The documentation's
 tables are rendered from these files (``python -m lossbench docs render``), so a number in
 the docs always has its conditions beside it.
 
@@ -29,6 +30,8 @@ from lossbench.errors import ToolError
 
 SCHEMA = 1
 PROGRAM = "python -m lossbench"
+# Variables that change what a measurement measures: the package's switches, the threads.
+ENVIRONMENT = ("SOFTMAXLOSS_", "OMP_", "MKL_")
 # The folders whose state at the measured commit matters: the package measured and the tools
 # measuring it (a record made with either edited says so).
 MEASURED_PATHS = ("softmaxloss", "tools", "benchmarks", "pyproject.toml")
@@ -129,6 +132,9 @@ class Recorder:
             "load": {"before": self.load_before, "after": load()},
             "python": platform.python_version(),
             "torch": torch_version,
+            "environment": {
+                k: v for k, v in sorted(os.environ.items()) if k.startswith(ENVIRONMENT)
+            },
             "result": json_safe(result),
         }
 

@@ -3,7 +3,8 @@
 For figures that are a command's duration or its last lines (how long ``make gate`` takes on
 a documentation-only commit, how long the C++ build takes, what ``make test`` counts). CMD
 runs with its output passed through; the record (``lossbench.record``) holds the command
-line, the wall seconds, the exit status and the last lines of its output. Nothing is
+line, the wall seconds, the exit status and the last lines of its output (paths relative to
+where it ran). Nothing is
 recorded when CMD fails: the command's exit status is returned, and an earlier record stays.
 """
 
@@ -15,7 +16,7 @@ import shlex
 import sys
 import time
 
-from lossbench import runner
+from lossbench import record, runner
 from lossbench.errors import UsageError
 from lossbench.record import Recorder
 
@@ -60,9 +61,12 @@ def run(args) -> int:
         proc = runner.line_process(args.cmd, cwd=cwd, env=env)
     except OSError as exc:
         raise UsageError(f"cannot run {args.cmd[0]!r}: {exc.strerror}") from None
+    here = [f"{os.path.realpath(p)}{os.sep}" for p in (cwd, ".")]
     for line in proc.stdout:
         sys.stdout.write(line)
         sys.stdout.flush()
+        for prefix in here:  # the record names paths relative to where the command ran
+            line = line.replace(prefix, "")
         tail.append(line.rstrip("\n"))
     returncode = proc.wait()
     seconds = time.monotonic() - started
@@ -77,6 +81,9 @@ def run(args) -> int:
         "returncode": returncode,
         "tail": list(tail),
     }
-    recorder.write(args.record, result, repo=cwd)
+    if args.cwd:  # the commit there, beside the checkout's the record names
+        result["cwd"] = args.cwd
+        result["cwd_commit"] = record.commit_state(cwd)["commit"]
+    recorder.write(args.record, result)
     print(f"timed: {seconds:.1f} s, recorded in {args.record}", file=sys.stderr)
     return 0

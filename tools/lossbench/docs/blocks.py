@@ -77,10 +77,13 @@ def wrap(block: Block, content: str) -> str:
 
 
 def replace(text: str, render) -> str:
-    """``text`` with every block's body replaced by ``render(block)``."""
+    """``text`` with every block's body replaced by ``render(block)`` (None: the block is
+    kept as it is)."""
     out, pos = [], 0
     for block in find(text):
-        out += [text[pos : block.start], wrap(block, render(block))]
+        content = render(block)
+        kept = text[block.start : block.end]
+        out += [text[pos : block.start], kept if content is None else wrap(block, content)]
         pos = block.end
     return "".join(out) + text[pos:]
 

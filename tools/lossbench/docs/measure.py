@@ -38,6 +38,7 @@ class Measurement:
     argv: tuple[str, ...]  # the command line, without --record
     prepare: Callable[[Path], None] | None = None  # before the command, in the checkout
     finish: Callable[[Path], None] | None = None  # after it succeeded
+    env: tuple[tuple[str, str], ...] = ()  # variables set for the command (the record keeps them)
     note: str = field(default="", compare=False)
 
     @property
@@ -95,6 +96,11 @@ MEASUREMENTS = [
     Measurement("compare-float64", (*LB, "compare", "--dtype", "float64")),
     Measurement("overhead", (*LB, "overhead", "--rounds", "3")),
     Measurement(
+        "overhead-python",
+        (*LB, "overhead", "--rounds", "3", "--impls", "manual,fused"),
+        env=(("SOFTMAXLOSS_CPU_EXT", "0"),),
+    ),
+    Measurement(
         "depth",
         (*LB, "depth", "--dataset", "digits", "--depths", "1,2,4,8", "--out", str(DEPTH_OUT)),
         prepare=lambda root: _fresh(root / DEPTH_OUT),
@@ -128,7 +134,8 @@ BY_NAME = {m.name: m for m in MEASUREMENTS}
 
 
 def command_line(m: Measurement) -> str:
-    return shlex.join(m.command)
+    """The command as a shell runs it: its variables first."""
+    return shlex.join([f"{k}={v}" for k, v in m.env] + m.command)
 
 
 def environment() -> dict[str, str]:
@@ -165,7 +172,9 @@ def run(measurements: list[Measurement], root: Path, after_each=None) -> list[st
         try:
             if m.prepare:
                 m.prepare(root)
-            proc = subprocess.run(m.command, cwd=root, env=env, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                m.command, cwd=root, env={**env, **dict(m.env)}, stdin=subprocess.DEVNULL
+            )
             if proc.returncode == 0 and m.finish:
                 m.finish(root)
         except (OSError, ToolError) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shlex
 from pathlib import Path
 
 from lossbench.docs import blocks, imported, measure, prose, renderers
@@ -42,7 +43,16 @@ def load_records(root: Path) -> dict[str, dict]:
 
 
 def rendered(text: str, records: dict) -> str:
-    return blocks.replace(text, lambda b: renderers.render(b.name, records, b.args))
+    """``text`` with every block rendered from ``records``; a block that cannot be rendered
+    (a record not measured yet) is left as it is, for the check to name."""
+
+    def render_block(block: blocks.Block) -> str:
+        try:
+            return renderers.render(block.name, records, block.args)
+        except renderers.RenderError:
+            return None
+
+    return blocks.replace(text, render_block)
 
 
 def render(root: Path) -> list[Path]:
@@ -51,7 +61,10 @@ def render(root: Path) -> list[Path]:
     changed = []
     for page in pages(root):
         text = page.read_text()
-        new = rendered(text, records)
+        try:
+            new = rendered(text, records)
+        except blocks.BlockError:
+            continue  # the check names it
         if new != text:
             page.write_text(new)
             changed.append(page)
@@ -105,7 +118,9 @@ def check_records(root: Path, records: dict) -> list[str]:
         m = measure.BY_NAME.get(name)
         if m is None:
             problems.append(f"{where}: no measurement of lossbench.docs.measure makes it")
-        elif rec["command"] != measure.command_line(m):
+        elif rec["command"] != shlex.join(m.command) or any(
+            rec.get("environment", {}).get(k) != v for k, v in m.env
+        ):
             problems.append(
                 f"{where}: made by {rec['command']!r}, but make measurements runs "
                 f"{measure.command_line(m)!r}"

@@ -104,11 +104,11 @@ def conditions(records: list[dict], what: str) -> str:
         short = (r.get("commit") or "unknown")[:7]
         commits.append(short + (" with local changes" if r.get("changed") else ""))
     dates = [r["date"][:10] for r in records]
-    commands = "; ".join(code(_shown_command(r)) for r in records)
+    commands = ", ".join(code(_shown_command(r)) for r in records)
     return (
-        f"Conditions: {what}; {_one_or_all(machines)}, load {load} (1-minute average); "
+        f"Conditions: {what}; {_one_or_all(machines)}, load {load}; "
         f"torch {_one_or_all(r['torch'] for r in records)}; commit {_one_or_all(commits)}, "
-        f"{_one_or_all(dates)}. Measured by {commands}."
+        f"{_one_or_all(dates)}; by {commands}."
     )
 
 
@@ -120,7 +120,8 @@ def _imported_conditions(records: list[dict], what: str) -> str:
         cores = f", {m['cores']} cores" if m.get("cores") else ""
         parts.append(
             f"{r['date']}; {cpu or 'CPU not recorded'}{cores}; {r['load']}; torch {r['torch']}; "
-            f"by {code(r['command'])}. Imported from {code(src['path'])} as committed in "
+            + (f"{r['note']}; " if r.get("note") else "")
+            + f"by {code(r['command'])}. Imported from {code(src['path'])} as committed in "
             f"{src['commit'][:7]} (lines {src['lines'][0]}-{src['lines'][1]}): not measured again"
         )
     return f"Conditions: {what}; " + " / ".join(parts) + "."
@@ -216,8 +217,8 @@ def ratios(records: dict, dtype: str = "float32") -> str:
     return table(header, rows, conditions([rec], what))
 
 
-def overhead(records: dict) -> str:
-    rec = _need(records, "overhead")
+def overhead(records: dict, record: str = "overhead") -> str:
+    rec = _need(records, record)
     res = rec["result"]
     rounds = res["rounds"]
     base, direct = res["baseline"], res["direct"]
@@ -315,28 +316,31 @@ def _depth_rows(rec: dict) -> list[dict]:
     return rec["result"]["rows"]
 
 
+DEPTH_IMPLS = ("naive_manual", "manual", "autograd", "fused", "torch")
+
+
 def depth(records: dict, record: str = "depth") -> str:
-    """The depth command's short table, one per dtype: logits, output and first layer."""
+    """The depth command's short table (logits, output and first layer of each depth), by
+    dtype, for the twins and the main implementations against the exact gradient."""
     rec = _need(records, record)
-    impls = rec["result"]["impls"]
     rows = _depth_rows(rec)
     pairs = [k[: -len("_eps")] for k in rows[0] if k.endswith("_eps") and "_exact_" not in k]
-    shown_impls = [n for n in impls if f"{n}_vs_exact_eps" in rows[0]]
+    shown = [n for n in DEPTH_IMPLS if f"{n}_vs_exact_eps" in rows[0]]
     header = ["dtype", "depth", "layer"]
     header += [p.replace("_vs_", " ~ ") for p in pairs]
-    header += [f"{n} vs exact" for n in shown_impls]
+    header += [f"{n} vs exact" for n in shown]
     body = []
-    for r in rows:
+    order = {d: i for i, d in enumerate(dict.fromkeys(r["dtype"] for r in rows))}
+    for r in sorted(rows, key=lambda r: (order[r["dtype"]], r["depth"])):
         names = {"logits": "logits", str(r["depth"] + 1): "output", "1": "first"}
         if r["layer"] not in names:
             continue
-        cells = [r.get(f"{p}_eps") for p in pairs]
-        cells += [r.get(f"{n}_vs_exact_eps") for n in shown_impls]
+        cells = [r.get(f"{p}_eps") for p in pairs] + [r.get(f"{n}_vs_exact_eps") for n in shown]
         body.append(
             [r["dtype"], str(r["depth"]), names[r["layer"]]]
             + ["-" if v is None else _g(v) for v in cells]
         )
-    what = f"{rec['result']['title']}; gradient differences in eps, twins (a ~ b) and each vs exact"
+    what = f"{rec['result']['title']}; in eps, twins (a ~ b) and against the exact gradient"
     return table(header, body, conditions([rec], what))
 
 
@@ -430,7 +434,10 @@ def gate_output(records: dict) -> str:
     rec = _timed(records, "gate-docs-only")
     lines = [s for s in rec["result"]["tail"] if not s.startswith(("make", "PYTHONPATH"))]
     lines = [s for s in lines if s.startswith(("gate", "HEAD", "no regression"))] or lines
-    what = f"{code('make gate BASE=HEAD~1')} on a commit that changes README.md only"
+    what = (
+        f"{code('make gate BASE=HEAD~1')} in a clone of the commit below, on one more commit "
+        "that changes README.md only"
+    )
     return conditions([rec], what) + "\n\n```\n" + "\n".join(lines) + "\n```"
 
 
@@ -516,7 +523,7 @@ def ci_runs(records: dict) -> str:
     values = rec["result"]["values"]
     rows = []
     for key, text in values.items():
-        if key.endswith("_fast"):
+        if key.endswith("_fast") or key == "target":
             continue
         where, commit = key.split("_")
         label = "CI's own figure" if where == "ci" else "a clean clone, nothing else running"
@@ -570,8 +577,9 @@ def gate_smallest(records: dict) -> str:
             best = (factor, caught, runs, row[size_col])
     if best is None:
         raise RenderError("no injection caught by the timings in every run")
-    factor, caught, runs, size = best
-    return f"a native {ratio(factor)} slowdown at {size} in {caught}/{runs} runs"
+    factor, caught, runs, _ = best
+    unseen = "that instruction counts cannot see"
+    return f"a native {ratio(factor)} slowdown {unseen} in {caught}/{runs} runs"
 
 
 def _injection_matches(factor_label: str, change: str) -> bool:
@@ -613,6 +621,32 @@ def bench_cold(records: dict) -> str:
     return table(header, rows, conditions([rec], what))
 
 
+def gate_settings(records: dict) -> str:
+    """The gate's thresholds and the paired timings' rule, from the code's defaults: settings,
+    not measurements, rendered so that the page and the code cannot disagree."""
+    from lossbench import gate, paired  # the gate's modules import no torch
+
+    s = paired.Settings()
+    rows = [
+        [code(family), f"{code(f'--threshold {family}={limit:g}')}"]
+        for family, limit in gate.DEFAULT_THRESHOLDS.items()
+        if family in gate.FAMILIES
+    ]
+    rule = (
+        f"Timings: a screen of {s.pairs[0]} pairs in one worker pair ({s.early} when their "
+        f"median is plainly below the bar), a suspect above {ratio(s.screen)}; a confirm stage "
+        f"of {s.confirm_workers} fresh worker pairs of {s.pairs[1]} pairs, each median above "
+        f"the time threshold, and a sign test at {s.alpha:g} / (the number of suspects)."
+    )
+    title = (
+        f"The defaults in the code ({code('lossbench.gate.DEFAULT_THRESHOLDS')}, "
+        f"{code('lossbench.paired.Settings')}): settings, not measurements."
+    )
+    return table(["family", "threshold (HEAD / BASE above it: a regression)"], rows, title) + (
+        "\n\n" + rule
+    )
+
+
 RENDERERS: dict[str, Callable[..., str]] = {
     "headline": headline,
     "ratios": ratios,
@@ -635,6 +669,7 @@ RENDERERS: dict[str, Callable[..., str]] = {
     "imported-value": imported_value,
     "imported-table": imported_table,
     "bench-cold": bench_cold,
+    "gate-settings": gate_settings,
 }
 
 

@@ -78,3 +78,15 @@ def test_timed_records_nothing_when_the_command_fails(tmp_path):
 )
 def test_timed_bad_arguments_are_one_line(args, match, cli_refuses, tmp_path):
     cli_refuses(["timed", "--record", str(tmp_path / "x.json"), *args, "--", "true"], match)
+
+
+def test_timed_names_no_path_of_this_machine(tmp_path, monkeypatch):
+    from lossbench.commands import timed
+
+    monkeypatch.chdir(tmp_path)
+    here = str(tmp_path.resolve())
+    line = f"Leaving directory '{here}'; wrote {here}/out/x.csv with {sys.prefix}/bin/python"
+    shown = timed.relative(line, str(tmp_path / "sub"))
+    assert here not in shown and "'.'" in shown and "wrote out/x.csv" in shown
+    if sys.prefix != sys.base_prefix:
+        assert sys.prefix not in shown

@@ -4,7 +4,7 @@ For figures that are a command's duration or its last lines (how long ``make gat
 a documentation-only commit, how long the C++ build takes, what ``make test`` counts). CMD
 runs with its output passed through; the record (``lossbench.record``) holds the command
 line, the wall seconds, the exit status and the last lines of its output (paths relative to
-where it ran). Nothing is
+where it ran, no path of this machine). Nothing is
 recorded when CMD fails: the command's exit status is returned, and an earlier record stays.
 """
 
@@ -44,6 +44,16 @@ def add_parser(sub):
     return p
 
 
+def relative(line: str, cwd: str) -> str:
+    """``line`` naming no path of this machine: the folders the command ran in as relative
+    paths, this interpreter's environment as ``<venv>``."""
+    for folder in dict.fromkeys(os.path.realpath(p) for p in (cwd, ".")):
+        line = line.replace(folder + os.sep, "").replace(folder, ".")
+    if sys.prefix != sys.base_prefix:
+        line = line.replace(sys.prefix, "<venv>")
+    return line
+
+
 def run(args) -> int:
     env = dict(os.environ)
     for item in args.env:
@@ -61,13 +71,10 @@ def run(args) -> int:
         proc = runner.line_process(args.cmd, cwd=cwd, env=env)
     except OSError as exc:
         raise UsageError(f"cannot run {args.cmd[0]!r}: {exc.strerror}") from None
-    here = [f"{os.path.realpath(p)}{os.sep}" for p in (cwd, ".")]
     for line in proc.stdout:
         sys.stdout.write(line)
         sys.stdout.flush()
-        for prefix in here:  # the record names paths relative to where the command ran
-            line = line.replace(prefix, "")
-        tail.append(line.rstrip("\n"))
+        tail.append(relative(line.rstrip("\n"), cwd))
     returncode = proc.wait()
     seconds = time.monotonic() - started
     if returncode != 0:

@@ -66,8 +66,10 @@ def code(text: str) -> str:
 
 
 def _shown_command(record: dict) -> str:
-    """The command as a reader would type it again: without ``--record PATH``."""
-    words = shlex.split(record["command"])
+    """The command as a reader would type it again: the variables it ran with first, without
+    ``--record PATH``."""
+    env = [f"{k}={v}" for k, v in record.get("environment", {}).items()]
+    words = env + shlex.split(record["command"])
     out, skip = [], False
     for w in words:
         if skip:
@@ -422,9 +424,11 @@ def runtimes(records: dict) -> str:
     rows = []
     for name, rec in zip(names, recs, strict=True):
         res = rec["result"]
-        what = pytest_counts(records, name) if name == "fast-tests" else ""
+        what = pytest_counts(records, name) if name == "fast-tests" else "exit 0"
         load = rec["load"]["before"][0] if rec["load"]["before"] else "-"
-        rows.append([code(res["label"]), seconds(res["wall_seconds"]), what, str(load)])
+        label = re.fullmatch(r"(?P<cmd>.*?)(?: \((?P<note>.*)\))?", res["label"])
+        shown = code(label["cmd"]) + (f" ({label['note']})" if label["note"] else "")
+        rows.append([shown, seconds(res["wall_seconds"]), what, str(load)])
     header = ["command", "wall time", "result", "load (1-minute average)"]
     return table(header, rows, conditions(recs, "wall time of each command"))
 
@@ -616,7 +620,7 @@ def bench_cold(records: dict) -> str:
     rec = _need(records, "bench-cold")
     v = {k: " ".join(t.split()) for k, t in rec["result"]["values"].items()}
     rows = [[code("make bench"), v["wall"], v["cpu"], v["rss"]]]
-    what = "a fresh clone, empty caches and HOME, the machine otherwise idle"
+    what = "the main grid on a fresh clone, with empty caches and HOME"
     header = ["command", "wall time", "CPU time", "peak resident memory"]
     return table(header, rows, conditions([rec], what))
 

@@ -127,7 +127,7 @@ gate: asv-machine valgrind
 	$(LB) gate '$(BASE)' --machine "$(MACHINE)" $(LAUNCH) \
 	  $(if $(GATE_BENCH),--bench '$(GATE_BENCH)') $(GATE_ARGS)
 
-# The gate's detection power on a scratch history (an hour or more; docs/gate.md).
+# The gate's detection power on a scratch history (hours with the defaults; docs/gate.md).
 # DETECTION_ARGS: e.g. "--runs 2 --noops 4".
 DETECTION_ARGS ?=
 detection-power: bench-deps valgrind

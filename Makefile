@@ -4,8 +4,8 @@ TORCH ?= 2.13.0
 
 .PHONY: install test test-slow test-all lint format
 
-# torch is pinned first: the local CPU wheel. An unpinned torch pulls a 5.4 GB CUDA build.
-# Then the C++ Functions are built (~60 s once per content; softmaxloss/_cpu_ext.py).
+# torch is pinned first: the local CPU wheel (an unpinned torch pulls a CUDA build of several
+# gigabytes). Then the C++ Functions are built, once per content (softmaxloss/_cpu_ext.py).
 # The loss (softmaxloss, .) and its measuring tools (lossbench, tools/), both editable.
 install:
 	$(PYTHON) -m pip install -q "torch==$(TORCH)"
@@ -28,15 +28,17 @@ test-slow: install
 test-all: install
 	$(PYTHON) -m pytest --durations=15 $(SLOW_ARGS)
 
+# lint: ruff, then the docs against their measurement records (docs/measurements/README.md).
 lint: install
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m ruff check .
+	$(LB) docs render --check
 
 format:
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-# ---- asv suite (README "Benchmarks (asv)", docs/gate.md) -----------------------------------
+# ---- asv suite (README "Measuring tools", docs/benchmarks.md, docs/gate.md) ----------------
 # LB: the measuring tools (python -m lossbench), run from this checkout: tools/ on the path,
 # nothing installed.
 LB = PYTHONPATH="$(CURDIR)/tools$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) -m lossbench
@@ -62,7 +64,7 @@ LAUNCH = $(eval LAUNCH := $$(shell $(LB) machine launch))$(LAUNCH)
 
 # What the asv targets need in $(PYTHON): asv, and what `python -m lossbench` (run from this
 # checkout, not installed) imports: torch (pinned: the local CPU wheel), numpy, rich.
-# (pip runs only when one is missing: each make target would otherwise pay ~3 s for it)
+# (pip runs only when one is missing: each make target would otherwise pay for it)
 bench-deps:
 	@$(PYTHON) -c "from importlib.metadata import version as v; \
 	  assert v('torch').startswith('$(TORCH)') and v('asv') == '0.6.6'; \
@@ -95,8 +97,8 @@ QUIET = $(LB) asv-quiet --
 # The main job: builds the environment, runs the suite on HEAD, publishes the site. `make
 # bench` runs the main grid (BENCH_ARGS: every benchmark but the Slow* classes, the
 # torch.compile entries and their compile times, 2 rounds of 3 samples); `make bench-full`
-# the whole suite at its own settings (over an hour here). A failed benchmark (asv exit 2)
-# still gets the site published, then fails the target.
+# the whole suite at its own settings (much longer). A failed benchmark (asv exit 2) still
+# gets the site published, then fails the target.
 BENCH_ARGS ?= -b '^(?!bench_compile\.)(?!\w+\.Slow)(?!.*\(.compiled)' -a rounds=2 -a repeat=3
 bench: asv-machine valgrind
 	@rc=0; $(QUIET) $(ASV) run --machine "$(MACHINE)" $(LAUNCH) --show-stderr $(BENCH_ARGS) \
@@ -108,8 +110,8 @@ bench-full:
 	$(MAKE) --no-print-directory bench BENCH_ARGS=
 
 # Every benchmark once, in this interpreter (no environment build, nothing saved): the
-# torch.compile entries in one smoke case (each process compiles again: minutes), the depth
-# experiment's grid (84 trainings, 4 minutes here) in one per implementation.
+# torch.compile entries in one smoke case (each process compiles again), the depth
+# experiment's grid in one case per implementation.
 QUICK_ARGS ?= -b '^(?!bench_compile\.)(?!bench_depth\.)(?!.*\(.compiled)' \
   -b '^bench_time\.TimeSoftmaxLoss\.time_forward\(.compiled., .128x100., .float32., .cpu.\)' \
   -b '^bench_depth\.DepthGradientError\.track_first_layer_error\(.\w+., .float32., 4, 64\)'
@@ -129,8 +131,8 @@ gate: asv-machine valgrind
 	$(LB) gate '$(BASE)' --machine "$(MACHINE)" $(LAUNCH) \
 	  $(if $(GATE_BENCH),--bench '$(GATE_BENCH)') $(SKIP) $(GATE_ARGS)
 
-# The gate's detection power on a scratch history (30-60 min; docs/gate.md).
-# DETECTION_ARGS: e.g. "--runs 2 --factors 1.1,1.2".
+# The gate's detection power on a scratch history (hours with the defaults; docs/gate.md).
+# DETECTION_ARGS: e.g. "--runs 2 --noops 4".
 DETECTION_ARGS ?=
 detection-power: bench-deps valgrind
 	$(LB) detection-power $(DETECTION_ARGS)
@@ -145,7 +147,7 @@ bisect: asv-machine valgrind
 	$(LB) bisect '$(GOOD)' '$(BAD)' --bench '$(BENCH)' \
 	  --machine "$(MACHINE)" $(LAUNCH) $(if $(IMPL),--impl '$(IMPL)')
 
-# Same commit under torch TV_BASE and TV_OTHER (2.14.1: a 5.4 GB environment).
+# Same commit under torch TV_BASE and TV_OTHER (2.14.1: a CUDA build of several gigabytes).
 torch-versions: asv-machine
 	$(ASV) run --config $(TV_CONFIG) --machine "$(MACHINE)" $(LAUNCH) --show-stderr \
 	  -b '$(TV_BENCH)' HEAD^! || [ $$? -eq 2 ]
@@ -153,7 +155,7 @@ torch-versions: asv-machine
 	$(LB) torch-versions --config $(TV_CONFIG) --machine "$(MACHINE)" \
 	  --base $(TV_BASE) --other $(TV_OTHER) --factor $(FACTOR) HEAD
 
-# ---- history (issue 12): the suite over past commits; docs/history.md ---------------------
+# ---- history: the suite over past commits; docs/history.md -------------------------------
 # make history [N=20 | RANGE=a..b] [BENCH=regex]: asv run --skip-existing over the first-parent
 # commits of main (oldest first, "commit k of N" and the time left), then make site.
 # make backfill-local SHARDS=2 [N=.. | RANGE=..]: the CI backfill's shards as separate local
@@ -187,7 +189,7 @@ backfill-local: bench-deps valgrind
 	  $(HISTORY_OPTS) || rc=$$?; \
 	if [ $$rc -ne 2 ]; then $(MAKE) --no-print-directory site || exit $$?; fi; exit $$rc
 
-# ---- benchmark site (issue 6): offline asv html site -------------------------------------
+# ---- benchmark site: offline asv html site (docs/benchmarks.md) --------------------------
 # `site`: asv publish, then the front-page summary (fastest / most precise) and the offline
 # rewrite (CDN scripts/styles -> local copies from the asv 0.5.1 sdist on PyPI, cached in
 # .asv/vendor-cache). Both steps are re-applied after every publish (publish recreates the dir).
@@ -209,3 +211,16 @@ preview:
 	@echo "preview: http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
 	$(PYTHON) -m http.server --bind 127.0.0.1 --directory $(SITE_DIR) $(PORT)
 # ---- end benchmark site -------------------------------------------------------------------
+
+# ---- the docs' measured figures (docs/measurements/README.md) ------------------------------
+# measurements: re-runs the measuring command of every record in docs/measurements/ on this
+# machine, one after the other (headline first; MEASURE_ONLY=ratios,compare: those alone),
+# each writing its record, then renders the docs' tables from them. docs: renders only.
+MEASURE_ONLY ?=
+.PHONY: measurements docs
+
+measurements: bench-deps valgrind
+	$(LB) docs measure $(if $(MEASURE_ONLY),--only '$(MEASURE_ONLY)')
+
+docs:
+	$(LB) docs render

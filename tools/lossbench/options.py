@@ -30,6 +30,16 @@ def add_asv_options(p, machine_default: str, *, repo: bool = False) -> None:
     p.add_argument("--launch-method", choices=["auto", "spawn", "forkserver"], default=None)
 
 
+def add_record_option(p) -> None:
+    """``--record PATH``: write the measurement record there (``lossbench.record``)."""
+    p.add_argument(
+        "--record",
+        metavar="PATH",
+        help="also write a measurement record there: the command line, commit, date, machine, "
+        "load, versions and the numbers (JSON; replaces an earlier record)",
+    )
+
+
 def positive_int(value, what: str) -> int:
     """``value`` (an int or its decimal text) as an int >= 1, else UsageError naming ``what``."""
     if isinstance(value, bool):

@@ -48,6 +48,8 @@ COMMANDS = {
     "backfill-local": "history",
     "merge-results": "history",
     "regressions": "regressions",
+    "timed": "timed",
+    "docs": "docs",
 }
 
 
@@ -78,6 +80,7 @@ def main(argv=None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given: what a measurement record names
     where = f"{parser.prog} {args.command}"
     try:
         return int(args.func(args) or EXIT_OK)

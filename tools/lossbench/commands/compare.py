@@ -19,7 +19,8 @@ import torch
 
 from lossbench import harness, tables
 from lossbench.errors import UsageError, describe
-from lossbench.options import positive_int
+from lossbench.options import add_record_option, positive_int
+from lossbench.record import Recorder
 from lossbench.reference import grad_l1_distance, measure, reference_loss_and_grad
 from softmaxloss import IMPLEMENTATIONS
 
@@ -36,6 +37,7 @@ def add_parser(sub):
     p.add_argument("--repeats", type=int, default=5, help="timed runs per impl (median)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the logits by this")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_record_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -138,8 +140,8 @@ def format_table(rep) -> str:
     )
     sec = rep["seconds"]
     if "manual" in sec and "autograd" in sec:
-        ratio = sec["autograd"]["backward"] / sec["manual"]["backward"]
-        lines.append(f"backward speed-up, manual over autograd: {ratio:.2f}x")
+        ratio = sec["manual"]["backward"] / sec["autograd"]["backward"]
+        lines.append(f"backward time, manual / autograd: {ratio:.2f}x (< 1: manual is faster)")
     return "\n".join(lines)
 
 
@@ -152,6 +154,7 @@ def run(args) -> int:
         raise UsageError(f"--scale must be finite, got {args.scale}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available here")
+    recorder = Recorder(args.argv) if args.record else None
     rep = compare(
         args.size, args.classes, args.dtype, args.device, args.seed, args.repeats, args.scale
     )
@@ -159,4 +162,6 @@ def run(args) -> int:
         print(json.dumps(_json_safe(rep), allow_nan=False))
     else:
         print(format_table(rep))
+    if recorder:
+        recorder.write(args.record, rep)
     return 0

@@ -18,7 +18,8 @@ from lossbench import depth
 from lossbench.depth.data import DATASETS, DataError, load
 from lossbench.errors import UsageError
 from lossbench.harness import DTYPES
-from lossbench.options import parse_choices, positive_int
+from lossbench.options import add_record_option, parse_choices, positive_int
+from lossbench.record import Recorder
 from softmaxloss import IMPLEMENTATIONS
 
 
@@ -45,6 +46,7 @@ def add_parser(sub):
     p.add_argument("--steps", type=int, default=200, help="training steps first (default 200)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--out", required=True, help="output directory (created if missing)")
+    add_record_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -108,6 +110,7 @@ def run(args) -> int:
     except OSError as exc:
         raise UsageError(f"--out {args.out!r} cannot be created: {exc.strerror}") from None
     impl_names = list(IMPLEMENTATIONS)
+    recorder = Recorder(args.argv) if args.record else None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible sums whatever the core count; the nets are small
     # progress on stderr, hidden when stderr is not a terminal
@@ -140,4 +143,9 @@ def run(args) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {csv_path} ({len(rows)} rows) and {png_path}")
+    if recorder:
+        recorder.write(
+            args.record,
+            {"title": title, "impls": impl_names, "rows": rows, "notes": list(notes)},
+        )
     return 0

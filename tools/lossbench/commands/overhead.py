@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from lossbench import harness, tables
 from lossbench.errors import UsageError, describe
-from lossbench.options import positive_int, refuse_existing
+from lossbench.options import add_record_option, positive_int, refuse_existing
+from lossbench.record import Recorder
 from softmaxloss import IMPLEMENTATIONS, _cpu_ext
 
 SIZES = ("128x100", "1024x1000", "3200x3200")
@@ -57,6 +58,7 @@ def add_parser(sub):
         "--impls", default=None, help="comma-separated registry names (default: every entry)"
     )
     p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE (a new file)")
+    add_record_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -150,6 +152,7 @@ def run(args) -> int:
         impls = {n: IMPLEMENTATIONS[n] for n in dict.fromkeys([BASELINE, *names])}
     impls[DIRECT] = F.cross_entropy
     torch.set_num_threads(args.threads)
+    recorder = Recorder(args.argv) if args.record else None
     results = []
     for _ in range(args.rounds):
         results.append(
@@ -167,4 +170,17 @@ def run(args) -> int:
     if args.json:
         with open(args.json, "x") as fh:
             json.dump(results, fh, indent=1)
+    if recorder:
+        recorder.write(
+            args.record,
+            {
+                "dtype": args.dtype,
+                "device": args.device,
+                "threads": args.threads,
+                "baseline": BASELINE,
+                "direct": DIRECT,
+                "small_calls": _cpu_ext.status(),
+                "rounds": results,
+            },
+        )
     return 0

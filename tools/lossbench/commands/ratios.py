@@ -3,7 +3,8 @@
     python -m lossbench ratios            # 3200x3200 and 4096x32000, float32 and float64
     python -m lossbench ratios --quick    # 3200x3200 only, fewer repeats
 
-A quick check for a person; the asv suite stays the record. Every implementation in
+A quick check for a person, and with ``--record`` the docs' speed and memory tables (the asv
+suite tracks the same across commits). Every implementation in
 ``softmaxloss.IMPLEMENTATIONS`` is timed by ``harness.time_impls`` (the timing of
 ``compare``: non-leaf logits, warm-up, interleaved rounds, medians) on the seed's inputs
 (``harness.seed_case``). Peak extra memory is ``harness.extra_bytes`` (the method of asv's
@@ -21,23 +22,26 @@ import torch
 
 from lossbench import harness, tables
 from lossbench.errors import UsageError, describe
-from lossbench.options import parse_choices, positive_int, refuse_existing
+from lossbench.options import add_record_option, parse_choices, positive_int, refuse_existing
+from lossbench.record import Recorder
 from softmaxloss import IMPLEMENTATIONS
 
 RATIO_DTYPES = ("float32", "float64")
 QUICK_CASES = [(3200, 3200, "float32"), (3200, 3200, "float64")]
 FULL_CASES = [*QUICK_CASES, (4096, 32000, "float32"), (4096, 32000, "float64")]
 
-# (label, numerator impl, denominator impl, measure): > 1 means the denominator is better.
+# (label, numerator impl, denominator impl, measure): lower is better, as everywhere in the
+# docs: < 1 means the numerator (the first named) needs less time or memory.
 RATIOS = [
-    ("torch / fused (fwd+bwd)", "torch", "fused", "total"),
-    ("torch / fused_inplace (fwd+bwd)", "torch", "fused_inplace", "total"),
-    ("torch / manual (fwd+bwd)", "torch", "manual", "total"),
-    ("autograd / manual (backward)", "autograd", "manual", "backward"),
-    ("naive_autograd / naive_manual (backward)", "naive_autograd", "naive_manual", "backward"),
-    ("torch / fused (peak extra memory)", "torch", "fused", "memory"),
-    ("torch / fused_inplace (peak extra memory)", "torch", "fused_inplace", "memory"),
+    ("fused / torch (fwd+bwd)", "fused", "torch", "total"),
+    ("fused_inplace / torch (fwd+bwd)", "fused_inplace", "torch", "total"),
+    ("manual / torch (fwd+bwd)", "manual", "torch", "total"),
+    ("manual / autograd (backward)", "manual", "autograd", "backward"),
+    ("naive_manual / naive_autograd (backward)", "naive_manual", "naive_autograd", "backward"),
+    ("fused / torch (peak extra memory)", "fused", "torch", "memory"),
+    ("fused_inplace / torch (peak extra memory)", "fused_inplace", "torch", "memory"),
 ]
+RATIO_HEADER = "ratio (< 1: the first is better)"
 
 
 def add_parser(sub):
@@ -56,6 +60,7 @@ def add_parser(sub):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE (a new file)")
+    add_record_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -109,7 +114,7 @@ def measure_case(rows, classes, dtype, repeats, memory=True, impls=None) -> dict
         if what == "memory" and not memory:
             continue
         va, vb = value(a, what), value(b, what)
-        ratios[label] = va / vb if va and vb else None
+        ratios[label] = va / vb if va is not None and vb else None
     return {
         "shape": [rows, classes],
         "dtype": dtype,
@@ -137,11 +142,11 @@ def format_case(case) -> str:
         else:
             ms = [f"{t[k] * 1e3:.2f}" for k in ("forward", "backward", "total")]
             body.append([name, *ms, peak])
-    ratios = [[label, f"{r:.2f}x" if r else "n/a"] for label, r in case["ratios"].items()]
+    ratios = [[label, "n/a" if r is None else f"{r:.2f}x"] for label, r in case["ratios"].items()]
     return "\n".join(
         [
             tables.render(header, body, title=title, right=(1, 2, 3, 4)),
-            tables.render(["ratio (> 1: the second is better)", ""], ratios, right=(1,)),
+            tables.render([RATIO_HEADER, ""], ratios, right=(1,)),
         ]
     )
 
@@ -166,6 +171,7 @@ def run(args) -> int:
     refuse_existing("--json", args.json)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    recorder = Recorder(args.argv) if args.record else None
     results = []
     for rows, classes, dtype in cases:
         case = measure_case(rows, classes, dtype, repeats, memory=not args.no_memory)
@@ -174,4 +180,6 @@ def run(args) -> int:
     if args.json:
         with open(args.json, "x") as fh:
             json.dump(results, fh, indent=1)
+    if recorder:
+        recorder.write(args.record, results)
     return 0

@@ -339,6 +339,26 @@ def test_what_cannot_be_measured_is_refused_before_any_work(
 
 
 @pytest.mark.slow
+def test_the_summary_says_how_busy_the_machine_was(project):
+    """A process of the test spinning on one core beside the gate (a CI neighbour): the
+    summary gives the cores other work kept busy during the paired timings, the gate's own
+    workers left out (here one of them hangs, so the timings last a few seconds)."""
+    spin = "import time\nend = time.time() + 60\nwhile time.time() < end: pass\n"
+    burner = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        proc = project.gate("--timeout-floor", "6", env={"SOFTMAXLOSS_FAULT": "hang"})
+    finally:
+        burner.kill()
+        burner.wait()
+    seen = re.search(
+        r"^note: other work during the paired timings: ([\d.]+) of (\d+) cores \(median; "
+        r"[\d.]+-[\d.]+ over \d+ samples of 2 s\)$", proc.stdout, re.M
+    )  # fmt: skip
+    assert seen, proc.stdout
+    assert 0.5 <= float(seen.group(1)) <= int(seen.group(2))
+
+
+@pytest.mark.slow
 def test_asv_killed_or_out_of_disk_while_storing_loses_nothing(project):
     """asv's own writes (lossbench.asv_atomic): killed after the temporary file is
     written, or out of disk, the stored results stay as they were; the next run measures

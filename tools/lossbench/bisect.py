@@ -74,9 +74,9 @@ def bisect(
         except ToolError:
             listed = None
         check_tools(bench, (), listed)
-        for path, moved, why in results.quarantine(results_dir, machine):
+        for line in results.repair(results_dir, machine):
             if echo is not None:
-                echo(f"bisect: {path} could not be read ({why}): moved aside to {moved.name}")
+                echo(f"bisect: {line}")
         rc = runner.run_asv(
             [*args, range_spec, bench], repo=repo, log_path=log_path, on_line=on_line, env=env,
             idle_limit=config.idle_limit(conf),

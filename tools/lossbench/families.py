@@ -61,6 +61,13 @@ _EXAMPLE_LABELS = {
 _EXAMPLE_PARAMS = "('manual', '1024x1000', 'float32')"
 
 
+def tool_benchmarks(skip=()) -> str:
+    """A regex of the benchmarks whose family needs a tool, ``skip``'s families left out
+    (one that matches nothing when all are)."""
+    names = [FAMILY_BENCHMARKS[f] for f in TOOLS if f not in skip]
+    return f"(?:{'|'.join(names)})" if names else "(?!)"
+
+
 def tool_missing(tool: str) -> str | None:
     """Why ``tool`` cannot run here (not on PATH, or ``tool --version`` fails), or None."""
     path = shutil.which(tool)

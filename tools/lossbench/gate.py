@@ -32,13 +32,12 @@ from lossbench import config, load, paired, results, runner, tables
 from lossbench.errors import EXIT_FAILURE, EXIT_OK, EXIT_REGRESSION, ToolError, UsageError
 from lossbench.families import (
     FAMILIES,  # noqa: F401 (gate.FAMILIES: the commands' and the study's)
-    FAMILY_BENCHMARKS,
-    TOOLS,
     check_tools,
     family,
     family_of_label,
     selected,
     selected_labels,
+    tool_benchmarks,
     without_families,
 )
 
@@ -364,8 +363,8 @@ def run(
         notes.append(f"uncommitted changes to the package not measured: {shown}")
     with runner.checkout_lock(repo, "gate"):
         say(f"gate: BASE {base[:8]}, HEAD {head[:8]}; asv output in {log_path}")
-        for path, moved, why in results.quarantine(results_dir, machine, [base, head]):
-            say(f"gate: {path} could not be read ({why}): moved aside to {moved.name}")
+        for line in results.repair(results_dir, machine, [base, head]):
+            say(f"gate: {line}")
         if not measure_same_package and package_key(repo, base) == package_key(repo, head):
             copied, why = 0, ""
             try:
@@ -387,9 +386,9 @@ def run(
         runner.ensure_machine(machine, log_path=log_path)
         selection = without_families(pattern, skip_families)
         once, timed = split_selection(selection)
-        tooled = "|".join(FAMILY_BENCHMARKS[f] for f in TOOLS if f not in skip_families)
-        for hole in results.reopen_holes(results_dir, machine, [base, head], rf"(?:{tooled})"):
-            say(f"gate: {hole}: stored with no value (its tool was missing): measured again")
+        holes = tool_benchmarks(skip_families)
+        for line in results.repair(results_dir, machine, [base, head], holes=holes):
+            say(f"gate: {line}")
         hashfile = runner.write_hashfile(workdir / "commits.txt", [base, head])
         args = runner.asv_args("run", conf, machine, launch_method)
         args += ["--skip-existing-successful", "-b", once, f"HASHFILE:{hashfile}"]

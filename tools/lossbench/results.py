@@ -317,3 +317,18 @@ def reopen_holes(results_dir, machine: str, commits, pattern: str) -> list[str]:
                 res.save(str(results_dir))
                 out += [f"{commit[:8]}:{key}" for key in holes]
     return out
+
+
+def repair(results_dir, machine: str, commits=None, *, holes: str | None = None) -> list[str]:
+    """Before a run that writes results: :func:`quarantine` (of ``commits``, or every file
+    of the machine) or, with ``holes`` (a regex of benchmark names, those whose tool is
+    here now), :func:`reopen_holes` of ``commits``. Returns a line for each thing done."""
+    if holes is not None:
+        return [
+            f"{hole}: stored with no value (its tool was missing): measured again"
+            for hole in reopen_holes(results_dir, machine, commits or [], holes)
+        ]
+    return [
+        f"{path} could not be read ({why}): moved aside to {moved.name}"
+        for path, moved, why in quarantine(results_dir, machine, commits)
+    ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from lossbench import gate, paired
+from lossbench import families, gate, paired
 from lossbench.errors import EXIT_FAILURE, UsageError
 from lossbench.machine import machine_name
 from lossbench.options import add_asv_options, echo, parse_choices
@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
         "--skip-family",
         metavar="F1,F2",
         help="leave these families out (e.g. instructions,cycles where valgrind is "
-        f"missing), said in the summary; of {','.join(gate.FAMILY_BENCHMARKS)}",
+        f"missing), said in the summary; of {','.join(families.FAMILY_BENCHMARKS)}",
     )
     p.add_argument(
         "--allow-dirty",
@@ -107,7 +107,7 @@ STATUSES = "0 ok, 1 regression, 2 bad input, 3 not everything measured"
 def main(args) -> int:
     thresholds = parse_thresholds(args.threshold)
     skip = (
-        parse_choices("--skip-family", args.skip_family, gate.FAMILY_BENCHMARKS)
+        parse_choices("--skip-family", args.skip_family, families.FAMILY_BENCHMARKS)
         if (args.skip_family)
         else []
     )

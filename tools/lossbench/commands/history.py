@@ -21,7 +21,7 @@ from lossbench import backfill, config, families, merge, runner
 from lossbench import history as hist
 from lossbench.errors import EXIT_OK, ToolError, UsageError
 from lossbench.options import add_asv_options, parse_choices, positive_int
-from lossbench.results import load_benchmarks, quarantine, reopen_holes
+from lossbench.results import load_benchmarks, repair
 
 
 def _results_machine(machine: str | None) -> str:
@@ -194,11 +194,9 @@ def run_history(args) -> int:
     runner.ensure_machine(args.machine, log_path=log)
     machine = _results_machine(args.machine)
     with runner.checkout_lock(repo, "history"):
-        for path, moved, why in quarantine(results, machine):
-            print(f"history: {path} could not be read ({why}): moved aside to {moved.name}")
-        tooled = "|".join(families.FAMILY_BENCHMARKS[f] for f in families.TOOLS if f not in skip)
-        for hole in reopen_holes(results, machine, commits, rf"(?:{tooled})"):
-            print(f"history: {hole}: stored with no value (its tool was missing): measured again")
+        holes = families.tool_benchmarks(skip)
+        for line in repair(results, machine) + repair(results, machine, commits, holes=holes):
+            print(f"history: {line}")
         before = hist.snapshot(results) if args.export is not None else {}
         rc = hist.run(
             commits,
@@ -262,8 +260,8 @@ def run_local(args) -> int:
     check_tools(args.bench, skip, args.config)
     with runner.checkout_lock(repo, "backfill-local"):
         store = config.results_dir(args.config)
-        for path, moved, why in quarantine(store, _results_machine(args.machine)):
-            print(f"backfill-local: {path} could not be read ({why}): moved aside to {moved.name}")
+        for line in repair(store, _results_machine(args.machine)):
+            print(f"backfill-local: {line}")
         return backfill.run_local(
             repo,
             commits,

@@ -46,6 +46,13 @@ def extra_pass(source: str, every: int) -> str:
     return _replace(source, ROW, ROW + _second_sum(f"n % {every} == 0"))
 
 
+def widened_extra_pass(source: str, every: int) -> str:
+    """:func:`extra_pass` in the bfloat16/float16 path only (the logits' type widened to
+    float32, ``Lanes<T>::kWidened``): float32 and float64 calls run the same code as before,
+    so only the low-precision rows can see it."""
+    return _replace(source, ROW, ROW + _second_sum(f"Lanes<T>::kWidened && n % {every} == 0"))
+
+
 def native_only_extra_pass(source: str, every: int) -> str:
     """:func:`extra_pass`, but only where the program is not run by valgrind: a slowdown of
     the build users run that instruction counts cannot see (on a machine with AVX-512, an

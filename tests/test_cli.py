@@ -91,7 +91,7 @@ def test_compare_reports_low_precision_errors_in_eps_of_the_dtype(dtype, capsys)
     eps = torch.finfo(dtype).eps
     err = float((xl.grad.double() - x64.grad).abs().max() / x64.grad.abs().max()) / eps
     assert rep["grad_error_eps"]["torch"] == pytest.approx(err, rel=1e-6)
-    for impl in ("manual", "fused"):
+    for impl in ("manual", "fused", "fused_inplace"):
         assert rep["grad_error_eps"][impl] <= 1.0, impl
         assert rep["loss_error_eps"][impl] <= 1.0, impl
     assert {"naive_manual", "naive_autograd"} <= set(rep["errors"])

@@ -135,6 +135,14 @@ void map_row(const F& f, TO* out, const TI* in, int64_t C) {
   if (c < C) LO::store(f(LI::load(in + c, C - c)), out + c, C - c);
 }
 
+// Asks for the cache line of p ahead of its use (a hint: no effect where the compiler has
+// no such builtin).
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p);
+#endif
+}
+
 // The row reductions keep four independent accumulators: with one, every vector waits for
 // the previous max or sum (a latency chain that cost about a third of manual's forward at
 // 1024x1000), and the exps of consecutive vectors cannot overlap. The tail (C not a multiple
@@ -160,9 +168,14 @@ acc_t<T> row_max(const T* x, int64_t C) {
 }
 
 // s_n = sum_c exp(x_nc - m_n); with `e`, exp(x_nc - m_n) is also stored in e (fused), in
-// the compute type.
+// the compute type. With `next`, the row read after this one is prefetched meanwhile: this
+// pass is bound by its exps and reads x from the cache (its max pass just read it), the
+// next row's max pass by memory, so the next row arrives while this one's exps are
+// computed (fused_inplace's forward at one thread, float32: 6.0 -> 4.8 ms at 3200x3200,
+// 9.9 -> 7.5 ms at 512x32000).
 template <typename T>
-acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e) {
+acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e,
+                     const T* next = nullptr) {
   using L = Lanes<T>;
   using A = typename L::A;
   using V = typename L::V;
@@ -173,6 +186,7 @@ acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e) {
   int64_t c = 0;
   for (; c + kWays * W <= C; c += kWays * W)
     for (int64_t k = 0; k < kWays; ++k) {
+      if (next) prefetch(next + c + k * W);
       const V v = L::exp(L::load(x + c + k * W) - mv);
       if (e) v.store(e + c + k * W);
       a[k] = a[k] + v;
@@ -198,13 +212,14 @@ bool nan_row(A m) {
   return !std::isfinite(m);
 }
 
-// m_n and log s_n of one row (log s_n NaN on a NaN row).
+// m_n and log s_n of one row (log s_n NaN on a NaN row); `next` as in row_sum_exp.
 template <typename T>
-void row_max_log_sum_exp(const T* x, int64_t C, acc_t<T>& m, acc_t<T>& log_s) {
+void row_max_log_sum_exp(const T* x, int64_t C, acc_t<T>& m, acc_t<T>& log_s,
+                         const T* next = nullptr) {
   using A = acc_t<T>;
   m = row_max(x, C);
   log_s = nan_row(m) ? std::numeric_limits<A>::quiet_NaN()
-                     : std::log(row_sum_exp<T>(x, C, m, nullptr));
+                     : std::log(row_sum_exp<T>(x, C, m, nullptr, next));
 }
 
 // The number of kept rows, D.
@@ -224,7 +239,8 @@ void loss_rows(const Tensor& x, const Tensor& t, const bool* kept, A* loss, A* m
   at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       A m, log_s;
-      row_max_log_sum_exp(xp + n * C, C, m, log_s);
+      const T* next = n + 1 < end ? xp + (n + 1) * C : nullptr;  // prefetched meanwhile
+      row_max_log_sum_exp(xp + n * C, C, m, log_s, next);
       loss[n] = (kept && !kept[n]) ? A(0) : (m - static_cast<A>(xp[n * C + tp[n]])) + log_s;
       m_out[n] = m;
       log_s_out[n] = log_s;
@@ -305,7 +321,7 @@ void loss_and_grad_rows(const Tensor& x, const Tensor& t, const bool* kept, A r,
       }
       const A shifted_t = m - static_cast<A>(xr[tp[n]]);  // m_n - x_{n,t_n} >= 0
       // s_n = sum_c exp(x_nc - m_n), with exp(x_nc - m_n) stored in e
-      const A s = row_sum_exp(xr, C, m, e);
+      const A s = row_sum_exp(xr, C, m, e, n + 1 < end ? xr + C : nullptr);
       loss[n] = shifted_t + std::log(s);
       const A k = r / s;  // r_n p_nc = (r_n / s_n) exp(x_nc - m_n)
       const A e_t = e[tp[n]];  // read before e (g's row) is scaled

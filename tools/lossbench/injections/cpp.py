@@ -10,7 +10,7 @@ move. ``tests/test_injections.py`` checks that every edit applies to the current
 from __future__ import annotations
 
 # manual's forward: one row's max and log-sum-exp, inside loss_rows' parallel row loop
-ROW = "      row_max_log_sum_exp(xp + n * C, C, m, log_s);\n"
+ROW = "      row_max_log_sum_exp(xp + n * C, C, m, log_s, next);\n"
 GRAIN = "constexpr int64_t kGrain = 16;"
 MAX_WAY = "a[k] = at::vec::maximum(a[k], L::load(x + c + k * W));"
 SUM_WAY = "a[k] = a[k] + v;"

@@ -275,9 +275,14 @@ void grad_rows(const Tensor& x, const Tensor& t, const bool* kept, const A* m, c
       }
       // r_n exp((x_nc - m_n) - log s_n) = r_n p_nc
       map_row([mm, ls, r](V v) { return L::exp((v - V(mm)) - V(ls)) * V(r); }, gr, xr, C);
-      // - r_n [c = t_n], on r_n p_{n,t_n} before it is rounded to T
-      const A p_t = std::exp((static_cast<A>(xr[tp[n]]) - mm) - ls);
-      gr[tp[n]] = static_cast<T>(r * p_t - r);
+      // - r_n [c = t_n], on r_n p_{n,t_n} in A: the value stored where T is A, else
+      // computed again (the stored one is rounded to T)
+      if constexpr (L::kWidened) {
+        const A p_t = std::exp((static_cast<A>(xr[tp[n]]) - mm) - ls);
+        gr[tp[n]] = static_cast<T>(r * p_t - r);
+      } else {
+        gr[tp[n]] -= r;
+      }
     }
   });
 }

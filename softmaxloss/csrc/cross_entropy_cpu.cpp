@@ -135,11 +135,14 @@ void map_row(const F& f, TO* out, const TI* in, int64_t C) {
   if (c < C) LO::store(f(LI::load(in + c, C - c)), out + c, C - c);
 }
 
-// Asks for the cache line of p ahead of its use (a hint: no effect where the compiler has
-// no such builtin).
+// Asks for the cache lines of [p, p + bytes) ahead of their use (a hint: no effect where the
+// compiler has no such builtin). `bytes` is a compile-time constant where it is called: one
+// instruction a line.
+constexpr int64_t kLine = 64;  // bytes of a cache line (x86-64, most Arm cores)
+template <int64_t bytes>
 inline void prefetch(const void* p) {
 #if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p);
+  for (int64_t b = 0; b < bytes; b += kLine) __builtin_prefetch(static_cast<const char*>(p) + b);
 #endif
 }
 
@@ -168,14 +171,16 @@ acc_t<T> row_max(const T* x, int64_t C) {
 }
 
 // s_n = sum_c exp(x_nc - m_n); with `e`, exp(x_nc - m_n) is also stored in e (fused), in
-// the compute type. With `next`, the row read after this one is prefetched meanwhile: this
-// pass is bound by its exps and reads x from the cache (its max pass just read it), the
-// next row's max pass by memory, so the next row arrives while this one's exps are
-// computed (fused_inplace's forward at one thread, float32: 6.0 -> 4.8 ms at 3200x3200,
-// 9.9 -> 7.5 ms at 512x32000).
+// the compute type. `next`, the row read after this one (x itself for the last one), is
+// prefetched meanwhile: this pass is bound by its exps and reads x from the cache (its max
+// pass just read it), the next row's max pass by memory, so the next row arrives while this
+// one's exps are computed (fused_inplace's forward at one thread, float32: 6.0 -> 4.8 ms at
+// 3200x3200, 9.9 -> 7.5 ms at 512x32000).
+// Always inlined: where e is nullptr (manual) its stores are compiled out, not tested per
+// vector (2% of manual's forward instructions when the compiler stopped inlining it).
 template <typename T>
-acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e,
-                     const T* next = nullptr) {
+C10_ALWAYS_INLINE acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e,
+                                       const T* next) {
   using L = Lanes<T>;
   using A = typename L::A;
   using V = typename L::V;
@@ -184,13 +189,14 @@ acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e,
   V a[kWays];
   for (auto& v : a) v = V(A(0));
   int64_t c = 0;
-  for (; c + kWays * W <= C; c += kWays * W)
+  for (; c + kWays * W <= C; c += kWays * W) {
+    prefetch<kWays * W * sizeof(T)>(next + c);
     for (int64_t k = 0; k < kWays; ++k) {
-      if (next) prefetch(next + c + k * W);
       const V v = L::exp(L::load(x + c + k * W) - mv);
       if (e) v.store(e + c + k * W);
       a[k] = a[k] + v;
     }
+  }
   for (; c + W <= C; c += W) {
     const V v = L::exp(L::load(x + c) - mv);
     if (e) v.store(e + c);
@@ -205,6 +211,12 @@ acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e,
   return at::vec::vec_reduce_all<A>([](V& p, V& q) { return p + q; }, v);
 }
 
+// The same, nothing prefetched.
+template <typename T>
+acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e) {
+  return row_sum_exp(x, C, m, e, x);
+}
+
 // A row whose max is not finite (a NaN, or an inf logit) has a NaN loss and gradient, as in
 // F.cross_entropy (whose log-softmax is NaN there); its exps are never evaluated.
 template <typename A>
@@ -214,8 +226,7 @@ bool nan_row(A m) {
 
 // m_n and log s_n of one row (log s_n NaN on a NaN row); `next` as in row_sum_exp.
 template <typename T>
-void row_max_log_sum_exp(const T* x, int64_t C, acc_t<T>& m, acc_t<T>& log_s,
-                         const T* next = nullptr) {
+void row_max_log_sum_exp(const T* x, int64_t C, acc_t<T>& m, acc_t<T>& log_s, const T* next) {
   using A = acc_t<T>;
   m = row_max(x, C);
   log_s = nan_row(m) ? std::numeric_limits<A>::quiet_NaN()
@@ -239,7 +250,7 @@ void loss_rows(const Tensor& x, const Tensor& t, const bool* kept, A* loss, A* m
   at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       A m, log_s;
-      const T* next = n + 1 < end ? xp + (n + 1) * C : nullptr;  // prefetched meanwhile
+      const T* next = xp + (n + 1 < end ? n + 1 : n) * C;  // prefetched meanwhile
       row_max_log_sum_exp(xp + n * C, C, m, log_s, next);
       loss[n] = (kept && !kept[n]) ? A(0) : (m - static_cast<A>(xp[n * C + tp[n]])) + log_s;
       m_out[n] = m;
@@ -326,7 +337,7 @@ void loss_and_grad_rows(const Tensor& x, const Tensor& t, const bool* kept, A r,
       }
       const A shifted_t = m - static_cast<A>(xr[tp[n]]);  // m_n - x_{n,t_n} >= 0
       // s_n = sum_c exp(x_nc - m_n), with exp(x_nc - m_n) stored in e
-      const A s = row_sum_exp(xr, C, m, e, n + 1 < end ? xr + C : nullptr);
+      const A s = row_sum_exp(xr, C, m, e, n + 1 < end ? xr + C : xr);
       loss[n] = shifted_t + std::log(s);
       const A k = r / s;  // r_n p_nc = (r_n / s_n) exp(x_nc - m_n)
       const A e_t = e[tp[n]];  // read before e (g's row) is scaled

@@ -13,16 +13,17 @@ to 64 KiB, so every tensor buffer is its own ``mmap``, and the peak RSS (``VmHWM
 ``/proc/self/clear_refs``) minus the RSS before the call is the high-water mark of live tensor
 memory, to a page; needs Linux and glibc, otherwise skipped. On CUDA it is
 ``torch.cuda.max_memory_allocated``. The fresh non-leaf logits of each call are made before
-the measurement.
+the measurement. In bytes, whatever the dtype: one bfloat16 logits buffer is half a float32
+one.
 """
 
-from benchmarks.common import DEVICES, IMPLS, fresh_logits, harness, prepare, sync
+from benchmarks.common import DEVICES, DTYPES, IMPLS, fresh_logits, harness, prepare, sync
 
 SIZES_MEMORY = ["3200x3200", "512x32000"]
 
 
 class MemSoftmaxLoss:
-    params = [IMPLS, SIZES_MEMORY, ["float32"], DEVICES]
+    params = [IMPLS, SIZES_MEMORY, DTYPES, DEVICES]
     param_names = ["impl", "size", "dtype", "device"]
     timeout = 120
 

@@ -8,12 +8,11 @@ wall clock of a call with ``threads`` threads does. ``threads`` is a fixed param
 the machine has fewer cores the combination is skipped, never run on fewer threads.
 """
 
-import os
 import timeit
 
 import torch
 
-from benchmarks.common import Benchmark, fresh_logits, prepare, sync
+from benchmarks.common import Benchmark, fresh_logits, prepare, require_cores, sync
 
 THREADS = [2]
 
@@ -25,9 +24,7 @@ class TimeThreads(Benchmark):
     timer = staticmethod(timeit.default_timer)  # the threads' work overlaps: the wall clock
 
     def setup(self, impl, size, dtype, threads):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if (cores or 1) < threads:
-            raise NotImplementedError(f"{threads} threads need {threads} cores, {cores} here")
+        require_cores(threads)
         self.fn, logits, self.target = prepare(impl, size, dtype, "cpu")
         torch.set_num_threads(threads)  # after prepare, which sets one
         self.x = fresh_logits(logits)[1]

@@ -81,7 +81,8 @@ SIZES = ["128x100", "3200x3200", "1024x1000"]
 # Vocabulary-sized (language-model head): in the Slow* classes, excluded from `make gate`.
 SIZES_VOCAB = ["512x32000"]
 DTYPES = ["float32", "bfloat16"]
-DTYPES_SLOW = ["float32", "float64"]
+# The Slow* classes: float64, and the main grid's dtypes at the vocabulary size.
+DTYPES_SLOW = ["float32", "float64", "bfloat16"]
 DEVICES = ["cpu", "cuda"]
 
 PARAM_NAMES = ["impl", "size", "dtype", "device"]
@@ -124,6 +125,14 @@ def get_impl(name: str):
 def fix_threads() -> None:
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+def require_cores(threads: int) -> None:
+    """A fixed thread count where the machine has the cores for it, else a skip (never a
+    run on fewer threads)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < threads:
+        raise NotImplementedError(f"{threads} threads need {threads} cores, {cores} here")
 
 
 @functools.lru_cache(maxsize=4)

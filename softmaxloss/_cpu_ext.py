@@ -57,7 +57,7 @@ BUILD_FORMAT = 1
 # Compiled for the vector instruction set ATen itself dispatches to here, with ATen's flags
 # for it: its Vectorized code (exp is Sleef's, exported by libtorch) in 512- or 256-bit
 # lanes. Under valgrind, which emulates no AVX-512, ATen dispatches to AVX2, and so does
-# this (a separate build).
+# this (a separate build). F16C: ATen's AVX2 float16 conversions (vec_half.h) need it.
 ISA_FLAGS = {
     "AVX512": [
         "-mavx512f",
@@ -68,7 +68,7 @@ ISA_FLAGS = {
         "-DCPU_CAPABILITY=AVX512",
         "-DCPU_CAPABILITY_AVX512",
     ],
-    "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
     "DEFAULT": ["-DCPU_CAPABILITY=DEFAULT"],
 }
 # -fopenmp: at::parallel_for is inline OpenMP (ATen's parallel backend here); without it the

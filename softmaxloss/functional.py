@@ -293,7 +293,8 @@ class FusedCrossEntropy(torch.autograd.Function):
     exponentials; backward only scales it.
 
     Memory: one logits-sized buffer ``g`` (none with ``inplace``, which writes it into the
-    logits' storage). Backward hands ``g`` itself over when grad_output is 1 for a reduced
+    logits' storage; float16/bfloat16 in place compute in a float32 working copy here, the
+    C++ Function in none). Backward hands ``g`` itself over when grad_output is 1 for a reduced
     loss, so forward+backward peaks at one extra buffer. For probability targets that
     require grad, forward also builds the target's gradient in a second buffer.
     """
@@ -304,6 +305,12 @@ class FusedCrossEntropy(torch.autograd.Function):
     ):
         M, C = x.shape
         ctx.reduction, ctx.inplace = reduction, inplace
+        storage = None
+        if inplace and x.dtype != _compute_dtype(x.dtype):
+            # float16/bfloat16 in place: the math in float32 on a working copy, the gradient
+            # written back into the logits' own storage at the end (the C++ Function, which
+            # serves the simple case on the CPU, needs no copy)
+            storage, x = x, x.to(_compute_dtype(x.dtype))
         m = x.amax(1, keepdim=True)  # m_n
         grad_target = None
         if t.dtype.is_floating_point:  # class probabilities
@@ -325,7 +332,7 @@ class FusedCrossEntropy(torch.autograd.Function):
                 # d l_n / d P_nc = -(1 - e) w_c log p_nc, times r
                 w = -(1.0 - smoothing) if weight is None else weight * -(1.0 - smoothing)
                 grad_target.mul_(w * r)
-            ctx.save_for_backward(g, grad_target)
+            ctx.save_for_backward(g if storage is None else storage.copy_(g), grad_target)
             return _reduce(loss, None, reduction, None)
         t2 = t.unsqueeze(1)
         kept2 = None if kept is None else kept.unsqueeze(1)
@@ -358,7 +365,7 @@ class FusedCrossEntropy(torch.autograd.Function):
         else:
             r = 1.0 / D
         _index_grad_(g, t2, kept2, r, wt, S, weight, smoothing)
-        ctx.save_for_backward(g, None)
+        ctx.save_for_backward(g if storage is None else storage.copy_(g), None)
         return _reduce(loss, kept2, reduction, D)
 
     @staticmethod
@@ -419,14 +426,15 @@ def _from_rows(loss, input, spec):
     return loss.reshape(input.shape[0], *input.shape[2:])
 
 
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+"""The logits' dtypes every backend takes, ``inplace`` included."""
+
+
 def _cpp_applies(x) -> bool:
-    """The C++ Functions (``_cpu_ext``) take float32/float64 CPU logits, outside
-    ``torch.compile`` (which traces the Python Functions)."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-        and not torch.compiler.is_compiling()
-    )
+    """The C++ Functions (``_cpu_ext``) take float32/float64/bfloat16/float16 CPU logits
+    (bfloat16/float16 as they are: widened to float32 in registers, no float32 copy),
+    outside ``torch.compile`` (which traces the Python Functions)."""
+    return x.device.type == "cpu" and x.dtype in _DTYPES and not torch.compiler.is_compiling()
 
 
 def _run(input, target, weight, options: Options, spec):
@@ -446,35 +454,41 @@ def _run(input, target, weight, options: Options, spec):
         )
     dtype, as_rows = input.dtype, input.dim() == 2  # (N, C): rows already
     x, t = (input, target) if as_rows else _to_rows(input, target, spec)
-    cdt = _compute_dtype(dtype)
-    if cdt != dtype:
-        x = x.to(cdt)
-    w = None if weight is None else weight.to(cdt)
     reduction = _REDUCTION_NAMES[options.reduction]
     smoothing = float(options.label_smoothing)
     kept = None
-    if spec.prob_target:
-        t = t.to(cdt)
-    else:
+    if not spec.prob_target:
         if t.dtype != torch.int64:
             t = t.long()
         if not spec.none_ignored:
             kept = t != options.ignore_index
             t = t.masked_fill(~kept, 0)  # ignored rows pointed at a valid class
-    if impl == "autograd":
-        loss = _autograd_rows(x, t, kept, w, reduction, smoothing)
-    elif (
-        w is None
+    if (
+        impl != "autograd"
+        and weight is None
         and not smoothing
         and not spec.prob_target
         and _cpp_applies(x)
         and (ext := _cpu_ext.module()) is not None
     ):
+        # the C++ Functions, in the logits' own dtype
         x = x.contiguous()  # inplace: x is contiguous (checked), so x itself is written
         if impl == "manual":
             loss = ext.manual(x, t.contiguous(), kept, reduction)
         else:
             loss = ext.fused(x, t.contiguous(), kept, reduction, inplace)
+        return loss if as_rows or reduction != _NONE else _from_rows(loss, input, spec)
+    # the Python Functions and the autograd twin compute float16/bfloat16 in float32: a
+    # float32 copy of the logits (fused with inplace copies inside, to write the gradient
+    # back into the logits' storage)
+    cdt = _compute_dtype(dtype)
+    if cdt != dtype and not inplace:
+        x = x.to(cdt)
+    w = None if weight is None else weight.to(cdt)
+    if spec.prob_target:
+        t = t.to(cdt)
+    if impl == "autograd":
+        loss = _autograd_rows(x, t, kept, w, reduction, smoothing)
     else:
         # each argument of apply costs about 1 us (torch walks them as a pytree): the simple
         # case leaves weight and smoothing to their defaults
@@ -495,8 +509,10 @@ def _run(input, target, weight, options: Options, spec):
 def _check_inplace(input, impl, spec):
     if impl != "fused":
         raise ValueError(f"inplace=True needs impl='fused', got impl={impl!r}")
-    if input.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"inplace=True needs float32 or float64 input, got {input.dtype}")
+    if input.dtype not in _DTYPES:
+        raise ValueError(
+            f"inplace=True needs float32, float64, bfloat16 or float16 input, got {input.dtype}"
+        )
     if not (spec.unbatched or input.dim() == 2) or not input.is_contiguous():
         raise ValueError(
             f"inplace=True needs contiguous (N, C) or (C,) input, got shape "
@@ -579,9 +595,10 @@ def cross_entropy_rows(logits, target, options: Options = Options()):
         logits, spec.num_classes, None, options.reduction, options.label_smoothing
     )
     if options.inplace:
-        if logits.dtype not in (torch.float32, torch.float64):  # a skip for the benchmarks
+        if logits.dtype not in _DTYPES:  # a skip for the benchmarks
             raise UnsupportedDtypeError(
-                f"inplace=True needs float32 or float64 logits, got {logits.dtype}"
+                f"inplace=True needs float32, float64, bfloat16 or float16 logits, "
+                f"got {logits.dtype}"
             )
         _check_inplace(logits, options.impl, spec)
     return _run(logits, target, None, options, spec)

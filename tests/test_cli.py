@@ -67,6 +67,36 @@ def test_compare_json_overflow_has_no_nan_or_infinity():
     assert rep["grad_error_eps"]["fused"] < 16
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16], ids=str)  # float16: the same code path
+def test_compare_reports_low_precision_errors_in_eps_of_the_dtype(dtype, capsys):
+    """--dtype bfloat16 (or float16): the seed's logits rounded to the dtype, every error in
+    that dtype's eps. The torch entry's gradient error, recomputed here against F in float64 on
+    the same rounded logits, is the one reported; the hand-written gradients, computed in
+    float32 and rounded once, are within an eps; the naive pair refuses the dtype."""
+    from lossbench.commands import main
+
+    name = str(dtype).removeprefix("torch.")
+    rc = main(["compare", "--size", "24", "--classes", "9", "--dtype", name, "--seed", "3",
+               "--repeats", "1", "--json"])  # fmt: skip
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out, parse_constant=_no_constant)
+    assert rep["config"]["dtype"] == name
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(24, 9, generator=gen, dtype=torch.float64).to(dtype)
+    t = torch.arange(24) % 9
+    x64 = x.double().requires_grad_(True)
+    F.cross_entropy(x64, t).backward()
+    xl = x.clone().requires_grad_(True)
+    F.cross_entropy(xl, t).backward()
+    eps = torch.finfo(dtype).eps
+    err = float((xl.grad.double() - x64.grad).abs().max() / x64.grad.abs().max()) / eps
+    assert rep["grad_error_eps"]["torch"] == pytest.approx(err, rel=1e-6)
+    for impl in ("manual", "fused", "fused_inplace"):
+        assert rep["grad_error_eps"][impl] <= 1.0, impl
+        assert rep["loss_error_eps"][impl] <= 1.0, impl
+    assert {"naive_manual", "naive_autograd"} <= set(rep["errors"])
+
+
 def test_compare_table_lists_every_impl():
     proc = run_cli("compare", "--size", "20", "--repeats", "1")
     assert proc.returncode == 0, proc.stderr
@@ -85,7 +115,7 @@ def test_compare_table_lists_every_impl():
 SUBPROCESS_BAD_ARGS = [
     (["compare", "--size", "0"], r"--size must be a positive integer, got 0"),
     (["compare", "--size", "x"], r"--size.*'x'"),
-    (["compare", "--dtype", "float16"], r"--dtype.*'float16'"),
+    (["compare", "--dtype", "int32"], r"--dtype.*'int32'"),
 ]
 if not torch.cuda.is_available():
     SUBPROCESS_BAD_ARGS.append((["compare", "--device", "cuda"], r"--device cuda"))

@@ -3,7 +3,8 @@
 Both backends of the simple case (class indices, no class weights, no smoothing) on the
 CPU, the C++ Functions and the Python Functions (which serve every other case, CUDA,
 ``torch.compile`` and machines without a compiler), are checked against
-float64 ``F.cross_entropy`` on the same grid: dtypes, reductions, ignored rows, class
+float64 ``F.cross_entropy`` on the same grid: dtypes (float16 and bfloat16, which the C++
+Functions read as they are, and float32, float64), reductions, ignored rows, class
 counts around the vector widths and the four-way unrolled row loops (1, 7, 8, 9, 17, 64,
 100, 200 classes). Also: the backend really in
 use (the grad_fn), the fallback when the build fails, the switch, the double-backward
@@ -21,7 +22,7 @@ import zlib
 
 import pytest
 import torch
-from conftest import assert_normwise, f_reference
+from conftest import DTYPES, assert_normwise, f_reference, tolerance
 from test_parity import check_parity, make_case
 
 from softmaxloss import _cpu_ext, cross_entropy
@@ -41,6 +42,15 @@ def backend(cpu_backend):
     return cpu_backend
 
 
+def served_by(loss) -> str:
+    """The Function that computed ``loss``: the Python Functions compute float16/bfloat16 in
+    float32 and cast the loss back (ToCopyBackward first), the C++ Functions take them."""
+    fn = loss.grad_fn
+    if "ToCopyBackward" in fn.name():
+        fn = fn.next_functions[0][0]
+    return fn.name()
+
+
 def test_the_extension_builds_where_it_can():
     """Where nothing rules it out (a compiler, ninja, not switched off) it must load: a
     build error would otherwise only show as slower small calls."""
@@ -51,7 +61,7 @@ def test_the_extension_builds_where_it_can():
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("ignore", [None, "some", "class", "all"])
 @pytest.mark.parametrize("classes", [1, 7, 8, 9, 17, 64, 100, 200])
@@ -59,8 +69,27 @@ def test_matches_float64_f(backend, impl, dtype, reduction, ignore, classes):
     seed = zlib.crc32(repr((impl, dtype, reduction, ignore, classes)).encode())
     x, t, opts, gen = make_case(seed, dtype, batch=(13,), classes=classes, ignore=ignore)
     loss = cross_entropy(x.clone().requires_grad_(), t, reduction=reduction, impl=impl, **opts)
-    assert GRAD_FN[backend, impl] in loss.grad_fn.name()
+    assert GRAD_FN[backend, impl] in served_by(loss)
     check_parity(impl, x, t, opts, reduction, gen)
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_the_cpp_functions_take_low_precision_logits_as_they_are(impl, dtype):
+    """No float32 copy: the C++ Function's node is the loss's own (no cast before or after
+    it), and the gradient reaching the logits is in their dtype."""
+    if _cpu_ext.module() is None:
+        pytest.skip(_cpu_ext.status())
+    x, t, _, _ = make_case(4, dtype, batch=(9,), classes=40)
+    leaf = x.clone().requires_grad_()
+    loss = cross_entropy(leaf, t, impl=impl)
+    assert loss.dtype == dtype and GRAD_FN["cpp", impl] in loss.grad_fn.name()
+    assert [f.name() for f, _ in loss.grad_fn.next_functions if f] == [
+        "torch::autograd::AccumulateGrad"
+    ]
+    loss.backward()
+    assert leaf.grad.dtype == dtype
+    assert_normwise(leaf.grad, f_reference(x, t)[1], tolerance(dtype))
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
@@ -82,9 +111,9 @@ def test_ignored_rows_of_inf_and_nan_logits_give_zero(backend, impl):
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 # 200 classes: every accumulator of the unrolled max/sum loops, the single vectors after
-# them and the masked tail (float32: 3 x 64 + 8; float64: 6 x 32 + 8)
+# them and the masked tail (float32, float16, bfloat16: 3 x 64 + 8; float64: 6 x 32 + 8)
 @pytest.mark.parametrize("column", [0, 17, 40, 63, 150, 196, 199])
 def test_a_kept_row_of_nan_gives_nan_as_f(backend, impl, dtype, column):
     x = torch.randn(3, 200, dtype=dtype)
@@ -98,7 +127,7 @@ def test_a_kept_row_of_nan_gives_nan_as_f(backend, impl, dtype, column):
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("column", [0, 17, 40, 63, 150, 196, 199])
 def test_the_row_max_is_found_in_every_lane(backend, impl, dtype, column):
     """A logit 1e4 above the rest: a row max that missed it (one accumulator or the tail
@@ -112,8 +141,33 @@ def test_the_row_max_is_found_in_every_lane(backend, impl, dtype, column):
     xr = x.double().requires_grad_()
     ref = torch.nn.functional.cross_entropy(xr, t, reduction="none")
     ref.sum().backward()
-    torch.testing.assert_close(loss.double(), ref.detach())
-    torch.testing.assert_close(xi.grad.double(), xr.grad)
+    tol = 1e-12 if dtype == torch.float64 else tolerance(dtype)
+    assert_normwise(loss, ref, tol, "loss")
+    assert_normwise(xi.grad, xr.grad, tol, "grad")
+
+
+@pytest.mark.parametrize("impl", ["manual", "fused"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("column", [0, 63, 199])
+def test_infinite_logits_in_a_kept_row_as_f(backend, impl, dtype, column):
+    """+inf in a row: its loss and gradient are NaN, as F's. -inf: that class has p = 0 and
+    gradient 0, and the row's loss is finite unless it is the target (then inf, as F's)."""
+    x = torch.randn(4, 200, dtype=dtype)
+    x[0, column] = float("inf")
+    x[1, column] = x[2, column] = float("-inf")
+    t = torch.tensor([5, column, 7, 9])
+    xi = x.clone().requires_grad_()
+    loss = cross_entropy(xi, t, impl=impl, reduction="none")
+    loss.sum().backward()
+    xr = x.double().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(xr, t, reduction="none")
+    ref.sum().backward()
+    assert loss[0].isnan() and xi.grad[0].isnan().all() and xr.grad[0].isnan().all()
+    assert loss[1] == ref[1] == float("inf")
+    tol = 1e-12 if dtype == torch.float64 else tolerance(dtype)
+    assert_normwise(loss[2:], ref[2:], tol, "loss")
+    assert_normwise(xi.grad[1:], xr.grad[1:], tol, "grad")
+    assert xi.grad[2, column] == 0
 
 
 @pytest.mark.parametrize("impl", ["manual", "fused"])
@@ -145,34 +199,40 @@ _PEAK = """
 import torch
 from lossbench import harness
 from softmaxloss import _cpu_ext, cross_entropy
-x, t = torch.randn(2048, 2048), torch.randint(0, 2048, (2048,))
-loss = cross_entropy(x.clone().requires_grad_(), t, impl="{impl}")
-print(loss.grad_fn.name())
-print(harness.extra_bytes(lambda a, b: cross_entropy(a, b, impl="{impl}"), x, t) / x.nbytes)
+harness.use_mmap_for_tensors()  # before any tensor: no freed heap memory to reuse later
+x, t = torch.randn(2048, 2048).to(torch.{dtype}), torch.randint(0, 2048, (2048,))
+for impl, inplace in (("manual", False), ("fused", False), ("fused", True)):
+    fn = lambda a, b: cross_entropy(a, b, impl=impl, inplace=inplace)
+    print(fn(x.clone().requires_grad_() * 1, t).grad_fn.name())
+    print(harness.extra_bytes(fn, x, t) / x.nbytes)
 """
 
 
-@pytest.mark.parametrize("impl", ["manual", "fused"])
-def test_forward_backward_peaks_at_one_logits_sized_buffer(backend, impl):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_forward_backward_peaks_at_one_logits_sized_buffer(backend, dtype):
     """manual: the gradient, allocated in backward; fused: the gradient built in forward and
-    handed over as .grad without a copy (grad_output 1). 16 MiB logits: one buffer reads
-    1.000 (page noise: test_harness); a copy would read 2. In a fresh process, as asv
-    measures: after the torch.compile tests this process's reading is 0 (memory freed
-    elsewhere while the call runs)."""
+    handed over as .grad without a copy (grad_output 1); fused with inplace: none, the
+    gradient is written over the logits. Buffers of the logits' dtype: bfloat16 logits are
+    read as they are (a float32 copy and a float32 gradient were 4 bf16 buffers). 16 MiB
+    float32 logits: one buffer reads 1.000 (page noise: test_harness); a copy would read 2.
+    In a fresh process, as asv measures: after the torch.compile tests this process's
+    reading is 0 (memory freed elsewhere while the call runs)."""
+    if backend == "python" and dtype != "float32":
+        pytest.skip("the Python Functions compute bfloat16 in a float32 copy")
     env = dict(os.environ)
     if backend == "python":
         env[_cpu_ext.ENV_SWITCH] = "0"
+    code = _PEAK.format(dtype=dtype)
     proc = subprocess.run(
-        [sys.executable, "-c", _PEAK.format(impl=impl)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    grad_fn, buffers = proc.stdout.splitlines()[-2:]
-    assert GRAD_FN[backend, impl] in grad_fn
-    assert abs(float(buffers) - 1.0) <= 0.05, f"{buffers} buffers"
+    lines = proc.stdout.splitlines()[-6:]
+    for (impl, buffers), grad_fn, measured in zip(
+        [("manual", 1), ("fused", 1), ("fused_inplace", 0)], lines[::2], lines[1::2], strict=True
+    ):
+        assert GRAD_FN[backend, impl.removesuffix("_inplace")] in grad_fn, impl
+        assert abs(float(measured) - buffers) <= 0.05, f"{impl}: {measured} buffers"
 
 
 def test_a_failed_build_falls_back_with_one_warning(monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_normwise
 
 import softmaxloss
 from lossbench import injections
@@ -89,6 +90,7 @@ def test_memory_injection_keeps_one_written_buffer_until_backward():
 
 EDITS = {
     "extra_pass": {"every": 2},
+    "widened_extra_pass": {"every": 2},
     "native_only_extra_pass": {"every": 3},
     "one_accumulator": {},
     "memory_sweep": {},
@@ -115,26 +117,29 @@ def test_the_catalogue_names_real_edits_and_modules():
 
 
 def _build_and_check(source: str, tmp_path, monkeypatch):
-    """Builds ``source`` as the C++ Functions and checks manual and fused against F."""
+    """Builds ``source`` as the C++ Functions and checks manual and fused against F, on
+    float32 and bfloat16 logits."""
     path = tmp_path / "src" / _cpu_ext.SOURCE.name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source)
     monkeypatch.setattr(_cpu_ext, "SOURCE", path)
     module = _cpu_ext.build.__wrapped__()
-    x, t = _case(3, 300, 70)
-    ref_loss, ref_grad = _reference(x, t)
-    for fn in (module.manual, module.fused):
-        leaf = x.clone().requires_grad_(True)
-        loss = fn(
-            leaf.clone(),
-            t,
-            None,
-            int(softmaxloss.Reduction.MEAN),
-            *(() if fn is module.manual else (False,)),
-        )
-        loss.backward()
-        torch.testing.assert_close(loss.detach().double(), ref_loss, rtol=1e-6, atol=0)
-        torch.testing.assert_close(leaf.grad.double(), ref_grad, rtol=1e-5, atol=1e-9)
+    for dtype, rtol in ((torch.float32, 1e-5), (torch.bfloat16, 2 * 2.0**-7)):
+        x, t = _case(3, 300, 70)
+        x = x.to(dtype)
+        ref_loss, ref_grad = _reference(x, t)
+        for fn in (module.manual, module.fused):
+            leaf = x.clone().requires_grad_(True)
+            loss = fn(
+                leaf.clone(),
+                t,
+                None,
+                int(softmaxloss.Reduction.MEAN),
+                *(() if fn is module.manual else (False,)),
+            )
+            loss.backward()
+            torch.testing.assert_close(loss.detach().double(), ref_loss, rtol=rtol, atol=0)
+            assert_normwise(leaf.grad, ref_grad, rtol)
 
 
 @pytest.mark.slow
@@ -145,7 +150,8 @@ def test_the_cpp_edits_build_and_keep_the_loss(tmp_path, monkeypatch):
     monkeypatch.setenv(_cpu_ext.ENV_DIR, str(tmp_path / "cache"))
     source = _cpu_ext.SOURCE.read_text()
     combined = source
-    for name in ("extra_pass", "one_accumulator", "memory_sweep", "serial_rows"):
+    for name in ("extra_pass", "widened_extra_pass", "one_accumulator", "memory_sweep",
+                 "serial_rows"):  # fmt: skip
         combined = getattr(cpp, name)(combined, **EDITS[name])
     _build_and_check(combined, tmp_path, monkeypatch)
     _build_and_check(cpp.native_only_extra_pass(source, every=3), tmp_path, monkeypatch)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_normwise, f_reference
+from conftest import DTYPES, assert_normwise, f_reference, tolerance
 
 from softmaxloss import SoftmaxCrossEntropyLoss, cross_entropy
 
@@ -27,7 +27,7 @@ def _h(shape=(6, 5), dtype=torch.float64, seed=0):
     return torch.randn(shape, generator=gen, dtype=dtype).requires_grad_(True)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize(
     "opts",
@@ -54,7 +54,7 @@ def test_inplace_gradient_matches_f_and_reuses_storage(dtype, reduction, opts):
         h.detach() * 3.0, t, reduction=reduction, grad_output=go, **opts
     )
     loss.backward(go)
-    tol = 1e-12 if dtype == torch.float64 else 64 * torch.finfo(dtype).eps
+    tol = tolerance(dtype)  # float16/bfloat16: float32 math, the gradient rounded once
     assert_normwise(loss, ref_loss, tol, "loss", floor=float(h.abs().max()) * 3)
     assert_normwise(h.grad, 3.0 * ref_grad, tol, "grad")
     if reduction == "mean":  # grad_output 1: the buffer itself, i.e. x's storage, flows back
@@ -75,13 +75,14 @@ def test_inplace_unbatched_matches_f():
     assert seen == [ptr]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize(
     "producer",
     [torch.tanh, torch.exp, torch.sigmoid, lambda h: torch.softmax(h, 1)],
     ids=["tanh", "exp", "sigmoid", "softmax"],
 )
-def test_inplace_on_logits_saved_by_their_producer_raises_at_backward(producer):
-    h = _h()
+def test_inplace_on_logits_saved_by_their_producer_raises_at_backward(producer, dtype):
+    h = _h(dtype=dtype)
     x = producer(h)  # these backward formulas read their own output
     loss = cross_entropy(x, torch.tensor([0, 1, 2, 3, 4, 0]), impl="fused", inplace=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
@@ -118,11 +119,15 @@ def test_inplace_refuses_non_fused_impls(impl):
 @pytest.mark.parametrize(
     ("x", "target", "match"),
     [
-        (torch.randn(6, 5, dtype=torch.float16), torch.zeros(6, dtype=torch.long), "float16"),
+        (
+            torch.randn(6, 5).to(torch.float8_e4m3fn),
+            torch.zeros(6, dtype=torch.long),
+            "float32, float64, bfloat16 or float16 input, got torch.float8_e4m3fn",
+        ),
         (torch.randn(2, 5, 3), torch.zeros(2, 3, dtype=torch.long), r"\(2, 5, 3\)"),
         (torch.randn(5, 6).t(), torch.zeros(6, dtype=torch.long), "contiguous=False"),
     ],
-    ids=["float16", "kdim", "non_contiguous"],
+    ids=["float8", "kdim", "non_contiguous"],
 )
 def test_inplace_refuses_unsupported_layouts(x, target, match):
     with pytest.raises(ValueError, match=match):
@@ -138,13 +143,14 @@ def test_inplace_module():
     assert_normwise(h.grad, ref_grad, 1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("call", ["registry", "cross_entropy"])
-def test_gradient_reaches_the_leaf_in_the_logits_storage_without_a_copy(call):
+def test_gradient_reaches_the_leaf_in_the_logits_storage_without_a_copy(call, dtype):
     """grad_output 1 on the CPU: the gradient written over the logits becomes leaf.grad
-    itself (a copy would cost a logits-sized buffer and its page faults)."""
+    itself (a copy would cost a logits-sized buffer and its page faults), in every dtype."""
     import softmaxloss
 
-    leaf = _h(shape=(7, 4), seed=3)
+    leaf = _h(shape=(7, 4), seed=3, dtype=dtype)
     t = torch.tensor([0, 3, 1, 2, 2, 0, 1])
     _, ref_grad, _ = f_reference(leaf.detach(), t)
     logits = leaf.clone()  # CloneBackward passes the gradient through unchanged
@@ -154,5 +160,5 @@ def test_gradient_reaches_the_leaf_in_the_logits_storage_without_a_copy(call):
     else:
         loss = cross_entropy(logits, t, impl="fused", inplace=True)
     loss.backward()
-    assert leaf.grad.data_ptr() == ptr
-    assert_normwise(leaf.grad, ref_grad, 1e-12)
+    assert leaf.grad.data_ptr() == ptr and leaf.grad.dtype == dtype
+    assert_normwise(leaf.grad, ref_grad, tolerance(dtype))

@@ -41,11 +41,22 @@ def test_ratios_json_holds_every_impl_and_ratios_of_its_own_numbers(tmp_path, ca
 
 def test_ratios_memory_runs_in_a_fresh_process_and_counts_logits_buffers():
     """512x4096 float32 (8 MiB logits): every implementation needs at least the gradient
-    (one buffer) and, built as they are from a few logits-sized temporaries, at most 8."""
+    (one buffer) and, built as they are from a few logits-sized temporaries, at most 8. One
+    buffer reads 1.0005, and 0.988-0.992 in about 1 fresh process of 8 (measured: 2 of 8
+    and 1 of 8 runs, at the commit before bf16 too): 0.98 is the floor."""
     peaks = ratios_cmd.peak_extra_buffers(["fused", "torch", "no_such_impl"], 512, 4096, "float32")
     assert peaks["no_such_impl"] is None
     for name in ("fused", "torch"):
-        assert 0.99 <= peaks[name] <= 8, (name, peaks[name])
+        assert 0.98 <= peaks[name] <= 8, (name, peaks[name])
+
+
+def test_ratios_memory_counts_buffers_of_the_logits_dtype():
+    """bfloat16 logits, read as they are: manual and fused need one bf16 buffer (the
+    gradient), fused_inplace none (the gradient is written over the logits)."""
+    peaks = ratios_cmd.peak_extra_buffers(
+        ["manual", "fused", "fused_inplace"], 512, 4096, "bfloat16"
+    )
+    assert peaks == pytest.approx({"manual": 1, "fused": 1, "fused_inplace": 0}, abs=0.05)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +65,7 @@ def test_ratios_memory_runs_in_a_fresh_process_and_counts_logits_buffers():
         (["--size", "0"], r"--size must be a positive integer, got 0"),
         (["--size", "8", "--classes", "-1"], r"--classes"),
         (["--classes", "5"], r"--classes needs --size"),
-        (["--size", "8", "--dtype", "float16"], r"--dtype.*'float16'"),
+        (["--size", "8", "--dtype", "int32"], r"--dtype.*'int32'"),
         (["--repeats", "0"], r"--repeats"),
         (["--threads", "0"], r"--threads"),
     ],

@@ -221,6 +221,18 @@ def test_a_change_is_judged_at_its_target_regions_and_timed_class():
     serial = CATALOGUE["cpp-serial"]  # timed by bench_threads
     assert study._targets(serial, row("bench_threads.TimeThreads.time_backward", "time"))
     assert not study._targets(serial, row("bench_time.TimeSoftmaxLoss.time_backward", "time"))
+    # the bf16-only extra pass: its dtype's timings only, never the float32 instruction counts
+    bf16 = CATALOGUE["cpp-bf16-extra-pass"]
+    timed = "bench_time.TimeSoftmaxLoss.time_forward"
+    params = ["'manual'", "'1024x1000'", "'bfloat16'", "'cpu'"]
+    assert study._targets(bf16, {**row(timed, "time"), "params": params})
+    assert not study._targets(
+        bf16, {**row(timed, "time"), "params": [p.replace("bfloat16", "float32") for p in params]}
+    )
+    instr = "bench_instructions.InstructionsSoftmaxLoss.track_forward"
+    assert not study._targets(
+        bf16, {**row(instr, "instructions"), "params": ["'manual'", "'1024x1000'", "'float32'"]}
+    )
 
 
 def test_the_paired_spread_of_the_noops_by_class_and_size():

@@ -254,8 +254,9 @@ def measure_factors(study: Study, data: dict, echo, only: list[str] | None = Non
         sizes = "|".join(change.sizes)
         if not methods:
             continue
+        dtype = change.dtype or "float32"
         pattern = (
-            rf"^{re.escape(change.timed)}\.({methods})\('{change.impl}', '({sizes})', 'float32', "
+            rf"^{re.escape(change.timed)}\.({methods})\('{change.impl}', '({sizes})', '{dtype}', "
         )
         cases = paired.cases(benchmarks, pattern)
         echo(f"detection-power: native factor of {change.name}: {len(cases)} cases")
@@ -297,7 +298,10 @@ def _region(method: str) -> str:
 
 def _targets(change: Injection, row: dict) -> bool:
     """A row at the change's target: timings of its timed class and methods; the
-    deterministic families at the regions of its methods."""
+    deterministic families at the regions of its methods; of its dtype only, where it
+    changes one."""
+    if change.dtype and f"'{change.dtype}'" not in row["params"]:
+        return False
     if row["family"] == "time":
         return row["benchmark"].startswith(change.timed + ".") and row["method"] in change.methods
     return _region(row["method"]) in {_region(m) for m in change.methods}

@@ -26,7 +26,7 @@ from lossbench.options import add_record_option, parse_choices, positive_int, re
 from lossbench.record import Recorder
 from softmaxloss import IMPLEMENTATIONS
 
-RATIO_DTYPES = ("float32", "float64")
+RATIO_DTYPES = tuple(harness.DTYPES)  # --dtype with --size; peak memory in buffers of it
 QUICK_CASES = [(3200, 3200, "float32"), (3200, 3200, "float64")]
 FULL_CASES = [*QUICK_CASES, (4096, 32000, "float32"), (4096, 32000, "float64")]
 
@@ -54,7 +54,9 @@ def add_parser(sub):
     p.add_argument("--size", type=int, default=None, help="one case of N rows instead")
     p.add_argument("--classes", type=int, default=None, help="classes C of --size (default N)")
     p.add_argument(
-        "--dtype", default="float32,float64", help="with --size: comma-separated float32/float64"
+        "--dtype",
+        default="float32,float64",
+        help=f"with --size: comma-separated {'/'.join(RATIO_DTYPES)}",
     )
     p.add_argument("--repeats", type=int, default=None, help="timed runs (default 9, quick 5)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

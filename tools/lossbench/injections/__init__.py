@@ -33,6 +33,9 @@ class Injection:
     sizes: tuple[str, ...] = ()
     # the time_ benchmark class its native factor is measured with
     timed: str = "bench_time.TimeSoftmaxLoss"
+    # the one dtype it changes, where it changes one ("": every dtype, the native factor
+    # measured in float32): its target rows are that dtype's only
+    dtype: str = ""
     # gated in every run of the study (a change that timings must catch), or in the first
     # only (what the deterministic families decide: the same verdict every run)
     every_run: bool = True
@@ -99,6 +102,17 @@ CATALOGUE = {
             methods=("time_forward", "track_forward"),
             sizes=("128x100", "1024x1000", "3200x3200"),
             every_run=False,
+        ),
+        Injection(
+            "cpp-bf16-extra-pass",
+            "C++: an extra exp-and-sum pass over every row of manual's forward, in the "
+            "bfloat16/float16 path only",
+            "cpp",
+            "widened_extra_pass",
+            {"every": 1},
+            methods=("time_forward",),
+            sizes=("128x100", "1024x1000", "3200x3200"),
+            dtype="bfloat16",
         ),
         Injection(
             "cpp-native-x1.1",

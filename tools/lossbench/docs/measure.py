@@ -88,13 +88,31 @@ def _docs_only_commit(root: Path) -> None:
 
 
 EXT_CACHE = SCRATCH / "ext-cache"
+# The low-precision speed targets' sizes: the gate's three and a large vocabulary.
+LOW_PRECISION_SIZES = "128x100,1024x1000,3200x3200,512x32000"
 
 MEASUREMENTS = [
     Measurement("ratios", (*LB, "ratios", "--quick", "--repeats", "9", "--threads", "2")),
     Measurement("compare", (*LB, "compare")),
     Measurement("compare-x100", (*LB, "compare", "--scale", "100")),
     Measurement("compare-float64", (*LB, "compare", "--dtype", "float64")),
+    Measurement("compare-bfloat16", (*LB, "compare", "--dtype", "bfloat16")),
+    Measurement("compare-bfloat16-x100", (*LB, "compare", "--dtype", "bfloat16", "--scale", "100")),
+    Measurement("compare-float16", (*LB, "compare", "--dtype", "float16")),
+    Measurement(
+        "ratios-bfloat16",
+        (*LB, "ratios", "--size", "512", "--classes", "32000", "--dtype", "bfloat16")
+        + ("--repeats", "9", "--threads", "2"),
+    ),
     Measurement("overhead", (*LB, "overhead", "--rounds", "3")),
+    *(
+        Measurement(
+            f"overhead-bfloat16-{threads}",
+            (*LB, "overhead", "--rounds", "3", "--dtype", "bfloat16", "--threads", threads)
+            + ("--sizes", LOW_PRECISION_SIZES, "--impls", "manual,fused,fused_inplace"),
+        )
+        for threads in ("1", "2")
+    ),
     Measurement(
         "overhead-python",
         (*LB, "overhead", "--rounds", "3", "--impls", "manual,fused"),

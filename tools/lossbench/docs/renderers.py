@@ -197,8 +197,8 @@ def headline(records: dict) -> str:
     return table(header, rows, conditions([speed, prec, large], what))
 
 
-def ratios(records: dict, dtype: str = "float32") -> str:
-    rec = _need(records, "ratios")
+def ratios(records: dict, dtype: str = "float32", record: str = "ratios") -> str:
+    rec = _need(records, record)
     case = _ratios_case(rec, dtype)
     rows = []
     for name, t in case["seconds"].items():
@@ -244,7 +244,8 @@ def overhead(records: dict, record: str = "overhead") -> str:
     small = res["small_calls"].split(" (")[0].split(" softmaxloss")[0]
     what = (
         f"forward+backward time over the registry's {code(base)} entry (lower is better), "
-        f"{res['dtype']}, {res['threads']} thread, the range over {len(rounds)} rounds of "
+        f"{res['dtype']}, {res['threads']} thread{'' if res['threads'] == 1 else 's'}, the "
+        f"range over {len(rounds)} rounds of "
         f"interleaved medians; small CPU calls by the {small}"
     )
     return table(header, rows, conditions([rec], what))

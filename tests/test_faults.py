@@ -802,7 +802,14 @@ def test_the_load_seen_is_other_work_only(tmp_path):
         (proc / str(pid)).mkdir(parents=True)
         fields = ["S", str(ppid)] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 5
         (proc / str(pid) / "stat").write_text(f"{pid} ({name}) {' '.join(fields)}\n")
+    assert load.tree_ticks(os.getpid(), str(proc)) == 120 + 330 + 10  # by a scan
+    for pid in rows:  # the kernel's lists of children: a walk
+        (proc / str(pid) / "task" / str(pid)).mkdir(parents=True)
+        kids = [str(c) for c, (p, *_) in rows.items() if p == pid and c != pid]
+        (proc / str(pid) / "task" / str(pid) / "children").write_text(" ".join(kids))
+    (proc / "70003" / "stat").unlink()  # exited meanwhile: left out, the walk goes on
     assert load.tree_ticks(os.getpid(), str(proc)) == 120 + 330 + 10
+    assert load.tree_ticks(1, str(proc)) == 10 + 460
     # 1000 ticks on 2 cores, 700 busy, 200 of them ours: 500 / 1000 * 2 = 1.0 core
     assert load.Sampler.other_cores((0, 0, 0), (1000, 700, 200), 2) == pytest.approx(1.0)
     assert load.Sampler.other_cores((0, 0, 0), (1000, 100, 200), 2) == 0.0  # never below 0

@@ -40,25 +40,55 @@ def busy_cores(seconds: float = 1.0, stat: str = "/proc/stat") -> float | None:
     return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
 
 
-def tree_ticks(root: int, proc: str = "/proc") -> int:
-    """CPU ticks (user + system) of process ``root`` and all its descendants, from
-    ``/proc/<pid>/stat`` (processes that exit while it reads are left out)."""
-    parent, ticks = {}, {}
-    for entry in Path(proc).iterdir():
-        if not entry.name.isdigit():
-            continue
+def _ticks(pid: int, proc: str) -> tuple[int, int] | None:
+    """(parent pid, user + system ticks) of ``pid`` from ``/proc/<pid>/stat``, or None when
+    it has exited."""
+    try:
+        text = (Path(proc) / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ... utime stime": comm may hold spaces and parentheses
+    rest = text[text.rindex(")") + 2 :].split()
+    return int(rest[1]), int(rest[11]) + int(rest[12])
+
+
+def _children(pid: int, proc: str) -> list[int] | None:
+    """The children of ``pid`` from ``/proc/<pid>/task/*/children`` (None where the kernel
+    does not keep that list)."""
+    tasks = Path(proc) / str(pid) / "task"
+    found, out = False, []
+    for task in tasks.iterdir() if tasks.is_dir() else ():
         try:
-            text = (entry / "stat").read_text()
+            out += [int(c) for c in (task / "children").read_text().split()]
+            found = True
         except OSError:
             continue
-        # "pid (comm) state ppid ... utime stime": comm may hold spaces and parentheses
-        rest = text[text.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        parent[pid] = int(rest[1])
-        ticks[pid] = int(rest[11]) + int(rest[12])
+    return out if found else None
+
+
+def tree_ticks(root: int, proc: str = "/proc") -> int:
+    """CPU ticks (user + system) of process ``root`` and all its descendants (processes that
+    exit meanwhile are left out): a walk down the kernel's lists of children, a few reads,
+    or a scan of every process where the kernel keeps no such list."""
+    if _children(root, proc) is None:
+        return _tree_ticks_by_scan(root, proc)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        got = _ticks(pid, proc)
+        if got is not None:
+            total += got[1]
+            todo += _children(pid, proc) or []
+    return total
+
+
+def _tree_ticks_by_scan(root: int, proc: str) -> int:
     children: dict[int, list[int]] = {}
-    for pid, ppid in parent.items():
-        children.setdefault(ppid, []).append(pid)
+    ticks = {}
+    for entry in Path(proc).iterdir():
+        if entry.name.isdigit() and (got := _ticks(int(entry.name), proc)) is not None:
+            children.setdefault(got[0], []).append(int(entry.name))
+            ticks[int(entry.name)] = got[1]
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()

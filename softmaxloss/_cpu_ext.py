@@ -254,15 +254,27 @@ def clear() -> int:
     return removed
 
 
+def _ninja_runs() -> bool:
+    """``torch.utils.cpp_extension.is_ninja_available``'s test (``ninja --version`` runs),
+    without importing that module here: its import logs a warning on stderr wherever a CUDA
+    toolkit is installed and no GPU is (``No CUDA runtime is found``), in every user's
+    process, for a build that is CPU-only and runs in a subprocess of its own."""
+    try:
+        subprocess.run(
+            ["ninja", "--version"], capture_output=True, stdin=subprocess.DEVNULL, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
 def unavailable_reason() -> str | None:
     """Why the extension will not be used, or None. Cheap: builds nothing."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return f"{ENV_SWITCH}=0"
     if _failure:
         return _failure[0]
-    from torch.utils import cpp_extension
-
-    if not cpp_extension.is_ninja_available():
+    if not _ninja_runs():
         return "ninja is not installed (pip install ninja), so torch cannot build extensions"
     cxx = _compiler()
     if not shutil.which(cxx):

@@ -60,6 +60,28 @@ def test_the_extension_builds_where_it_can():
     assert _cpu_ext.status().startswith("C++ Functions")
 
 
+def test_a_loss_call_leaves_torchs_extension_builder_unimported(tmp_path):
+    """Importing torch.utils.cpp_extension in a CUDA build of torch, where a CUDA toolkit is
+    found and no GPU is, logs "No CUDA runtime is found" on stderr: a loss call that imported
+    it printed that line in every such user's process. The build runs in a subprocess of its
+    own; the loss process loads the built module and runs ninja's check without it."""
+    if _cpu_ext.unavailable_reason() is not None:
+        pytest.skip(_cpu_ext.status())
+    code = (
+        "import sys, torch; from softmaxloss import _cpu_ext, cross_entropy\n"
+        "x = torch.randn(4, 5, requires_grad=True)\n"
+        "cross_entropy(x, torch.tensor([0, 1, 2, 3])).backward()\n"
+        "print(_cpu_ext.module() is not None, 'torch.utils.cpp_extension' in sys.modules)\n"
+    )
+    env = {**os.environ, "CUDA_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"]  # the C++ Functions, no builder module
+    assert proc.stderr == ""
+
+
 @pytest.mark.parametrize("impl", ["manual", "fused"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])

@@ -511,3 +511,26 @@ def test_a_head_with_bases_package_is_not_measured_and_gets_bases_counts(tmp_pat
     assert (
         "0 of BASE's deterministic results copied to HEAD (asv knows no machine 'm'" in echoed[-1]
     )
+
+
+def _time_row(params, ratio, threshold=1.1):
+    bench = "bench_time.TimeSoftmaxLoss.time_backward"
+    return gate.Row(bench, params, "time", "seconds", 1e-3, 1e-3 * ratio, ratio, threshold,
+                    ratio > threshold)  # fmt: skip
+
+
+def test_a_time_regression_comes_with_the_command_that_times_it_alone():
+    """Fresh worker pairs share their history (docs/gate.md): the summary of a time
+    regression gives the paired command whose --bench selects that one case, as asv would."""
+    flagged = ("'naive_manual'", "'1024x1000'", "'float32'", "'cpu'")
+    other = ("'naive_manual'", "'1024x10000'", "'float32'", "'cpu'")
+    report = gate.Report(rows=[_time_row(other, 1.02), _time_row(flagged, 1.19)])
+    hint = [line for line in gate.summary_lines(report) if "lossbench paired" in line]
+    assert len(hint) == 1 and hint[0].startswith("note: ") and "--trials 6" in hint[0]
+    regex = hint[0].split('--bench "', 1)[1].split('"', 1)[0]
+    benchmarks = {"bench_time.TimeSoftmaxLoss.time_backward": {"type": "time", "params": [
+        ["'naive_manual'", "'manual'"], ["'1024x1000'", "'1024x10000'"], ["'float32'"], ["'cpu'"]
+    ]}}  # fmt: skip
+    assert [c.params for c in paired.cases(benchmarks, regex)] == [flagged]
+    quiet = gate.Report(rows=[_time_row(flagged, 1.05)])
+    assert not any("lossbench paired" in line for line in gate.summary_lines(quiet))

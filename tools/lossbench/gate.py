@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -480,4 +481,15 @@ def summary_lines(
         )
         lines.append(f"{len(report.base_failures)} not compared: failed on BASE ({shown})")
     lines += [f"note: {note}" for note in report.notes]
+    timed = [row for row in report.regressions if row.family == "time"]
+    if timed:  # fresh worker pairs share their history: docs/gate.md, the rule's known limit
+        case = re.sub(
+            r"([.()\[\]\\^$*+?{}|])", r"\\\1", f"{timed[0].benchmark}({', '.join(timed[0].params)})"
+        )
+        lines.append(
+            "note: a time regression on a change that cannot touch the loss's speed can be a "
+            "false alarm (docs/gate.md: the three-pair rule's known limit); time "
+            f"{'each such row' if len(timed) > 1 else 'it'} alone in fresh pairs, a reading near "
+            f'1 is one: python -m lossbench paired BASE --head HEAD --bench "^{case}" --trials 6'
+        )
     return lines

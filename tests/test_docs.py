@@ -259,3 +259,13 @@ def test_the_readme_quick_start_runs():
     exec(compile(snippet, "README.md", "exec"), scope)
     assert scope["logits"].grad is not None
     assert scope["criterion"](scope["logits"], scope["target"]).ndim == 0
+
+
+def test_the_readme_states_no_date_even_in_its_rendered_conditions():
+    """The README says what is true now: its headline's conditions name the commit, and the
+    record keeps the day (the pages of docs/ show it)."""
+    dated = [
+        line for line in (ROOT / "README.md").read_text().splitlines() if prose.DATE.search(line)
+    ]
+    assert dated == []
+    assert "commit " in renderers.render("headline", pages.load_records(ROOT), {})

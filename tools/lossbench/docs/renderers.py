@@ -90,8 +90,9 @@ def _one_or_all(values) -> str:
     return ", ".join(seen) if seen else "not recorded"
 
 
-def conditions(records: list[dict], what: str) -> str:
-    """One line: what was measured, then the shared conditions of ``records``."""
+def conditions(records: list[dict], what: str, *, dated: bool = True) -> str:
+    """One line: what was measured, then the shared conditions of ``records``. ``dated=False``
+    for the README, which states no date: its commit names the day, and its record keeps it."""
     imported = [r for r in records if "imported" in r]
     if imported:
         return _imported_conditions(imported, what)
@@ -105,12 +106,12 @@ def conditions(records: list[dict], what: str) -> str:
     for r in records:
         short = (r.get("commit") or "unknown")[:7]
         commits.append(short + (" with local changes" if r.get("changed") else ""))
-    dates = [r["date"][:10] for r in records]
+    day = f", {_one_or_all(r['date'][:10] for r in records)}" if dated else ""
     commands = ", ".join(code(_shown_command(r)) for r in records)
     return (
         f"Conditions: {what}; {_one_or_all(machines)}, load {load}; "
-        f"torch {_one_or_all(r['torch'] for r in records)}; commit {_one_or_all(commits)}, "
-        f"{_one_or_all(dates)}; by {commands}."
+        f"torch {_one_or_all(r['torch'] for r in records)}; commit {_one_or_all(commits)}{day}; "
+        f"by {commands}."
     )
 
 
@@ -194,7 +195,7 @@ def headline(records: dict) -> str:
         "gradient error (eps)",
         "gradient error, logits ×100 (eps)",
     ]
-    return table(header, rows, conditions([speed, prec, large], what))
+    return table(header, rows, conditions([speed, prec, large], what, dated=False))
 
 
 def ratios(records: dict, dtype: str = "float32", record: str = "ratios") -> str:

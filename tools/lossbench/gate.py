@@ -483,9 +483,8 @@ def summary_lines(
     lines += [f"note: {note}" for note in report.notes]
     timed = [row for row in report.regressions if row.family == "time"]
     if timed:  # fresh worker pairs share their history: docs/gate.md, the rule's known limit
-        case = re.sub(
-            r"([.()\[\]\\^$*+?{}|])", r"\\\1", f"{timed[0].benchmark}({', '.join(timed[0].params)})"
-        )
+        label = paired.Case(timed[0].benchmark, timed[0].params).label  # the paired case's
+        case = re.sub(r"([.()\[\]\\^$*+?{}|])", r"\\\1", label)  # as an asv -b regex, spaces kept
         lines.append(
             "note: a time regression on a change that cannot touch the loss's speed can be a "
             "false alarm (docs/gate.md: the three-pair rule's known limit); time "

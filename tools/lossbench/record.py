@@ -25,7 +25,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from lossbench import runner
+from lossbench import files, runner
 from lossbench.errors import ToolError
 
 SCHEMA = 1
@@ -112,20 +112,19 @@ def commit_state(repo) -> dict:
 class Recorder:
     """Started before a measurement (date, load, clock), written after it."""
 
-    def __init__(self, argv, program: str | None = PROGRAM):
-        """``argv``: the command's arguments after ``program`` (None: argv is the whole
-        command line)."""
-        self.command = shlex.join([*shlex.split(program or ""), *argv])
+    def __init__(self, argv):
+        """``argv``: the command's arguments after ``python -m lossbench``."""
+        self.command = shlex.join([*shlex.split(PROGRAM), *argv])
         self.started = datetime.datetime.now(datetime.timezone.utc)
         self.load_before = load()
         self.clock = time.monotonic()
 
-    def document(self, result, *, repo=".") -> dict:
+    def document(self, result) -> dict:
         torch_version = _version("torch")
         return {
             "schema": SCHEMA,
             "command": self.command,
-            **commit_state(repo),
+            **commit_state("."),
             "date": self.started.isoformat(timespec="seconds"),
             "seconds": round(time.monotonic() - self.clock, 1),
             "machine": machine(),
@@ -138,8 +137,8 @@ class Recorder:
             "result": json_safe(result),
         }
 
-    def write(self, path, result, *, repo=".") -> Path:
-        return write(path, self.document(result, repo=repo))
+    def write(self, path, result) -> Path:
+        return write(path, self.document(result))
 
 
 def json_safe(obj):
@@ -155,12 +154,10 @@ def json_safe(obj):
 
 
 def write(path, document: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    """The record, whole or not at all (``files.write_atomic``)."""
+    text = json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    files.write_atomic(path, text.encode(), point="record")
+    return Path(path)
 
 
 def read(path) -> dict:

@@ -77,10 +77,10 @@ def run_render(args) -> int:
             return EXIT_REGRESSION
         print(f"docs: {len(pages.pages(root))} pages agree with {pages.RECORDS}")
         return EXIT_OK
-    changed = pages.render(root)
-    for page in changed:
+    records = pages.load_records(root)
+    for page in pages.render(root, records):
         print(f"docs: rendered {page.relative_to(root)}")
-    problems = pages.check(root)
+    problems = pages.check(root, records)
     for line in problems:
         print(line)
     return EXIT_REGRESSION if problems else EXIT_OK

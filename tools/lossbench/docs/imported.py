@@ -15,7 +15,7 @@ import shlex
 
 from lossbench import runner
 from lossbench.errors import ToolError, UsageError
-from lossbench.record import SCHEMA
+from lossbench.record import PROGRAM, SCHEMA
 
 
 def source_lines(repo, commit: str, path: str, first: int, last: int) -> str:
@@ -79,7 +79,7 @@ def make(args, repo) -> dict:
             "path": path,
             "lines": [int(first), int(last)],
             "text": text,
-            "by": "python -m lossbench " + shlex.join(args.argv),
+            "by": f"{PROGRAM} {shlex.join(args.argv)}",
         },
         "command": args.command_run,
         "date": args.date,

@@ -18,10 +18,10 @@ issue numbers and machine paths are checked there.
 from __future__ import annotations
 
 import difflib
-import json
 import shlex
 from pathlib import Path
 
+from lossbench import record
 from lossbench.docs import blocks, imported, measure, prose, renderers
 
 RECORDS = measure.RECORDS
@@ -36,10 +36,7 @@ def pages(root: Path) -> list[Path]:
 
 
 def load_records(root: Path) -> dict[str, dict]:
-    out = {}
-    for path in sorted((root / RECORDS).glob("*.json")):
-        out[path.stem] = json.loads(path.read_text())
-    return out
+    return {path.stem: record.read(path) for path in sorted((root / RECORDS).glob("*.json"))}
 
 
 def rendered(text: str, records: dict) -> str:
@@ -55,9 +52,10 @@ def rendered(text: str, records: dict) -> str:
     return blocks.replace(text, render_block)
 
 
-def render(root: Path) -> list[Path]:
-    """Rewrites every page's blocks from the records; returns the pages that changed."""
-    records = load_records(root)
+def render(root: Path, records: dict | None = None) -> list[Path]:
+    """Rewrites every page's blocks from the records (loaded here unless given); returns the
+    pages that changed."""
+    records = load_records(root) if records is None else records
     changed = []
     for page in pages(root):
         text = page.read_text()
@@ -128,9 +126,10 @@ def check_records(root: Path, records: dict) -> list[str]:
     return problems
 
 
-def check(root: Path) -> list[str]:
-    """Every problem of the pages and the records (empty: the docs agree with the records)."""
-    records = load_records(root)
+def check(root: Path, records: dict | None = None) -> list[str]:
+    """Every problem of the pages and the records (empty: the docs agree with the records);
+    the records loaded here unless given."""
+    records = load_records(root) if records is None else records
     problems = check_records(root, records)
     for page in pages(root):
         problems += check_page(str(page.relative_to(root)), page.read_text(), records)

@@ -281,11 +281,9 @@ def compare(records: dict, record: str = "compare") -> str:
 def seed(records: dict) -> str:
     """The seed's two figures beside ours: the L1 distance of the manual and autograd
     gradients, and the backward time of manual over autograd's (lower is better)."""
-    quoted = _need(records, "seed")["result"]
-    ours = {d: _need(records, n)["result"] for d, n in (("float32", "compare"),)}
-    ours["float64"] = _need(records, "compare-float64")["result"]
-    theirs = quoted["values"]
-    rows = []
+    src, here, here64 = (_need(records, n) for n in ("seed", "compare", "compare-float64"))
+    ours = {"float32": here["result"], "float64": here64["result"]}
+    theirs = src["result"]["values"]
     l1 = ["L1 distance, manual vs autograd gradient"]
     bwd = ["backward time, manual / autograd (lower is better)"]
     for dtype in ("float32", "float64"):
@@ -302,10 +300,8 @@ def seed(records: dict) -> str:
             f"({ratio(num(sec['manual']['backward']) / num(sec['autograd']['backward']))})",
         ]
     rows = [l1, bwd]
-    here = _need(records, "compare")
-    src = _need(records, "seed")
     title = (
-        conditions([here, _need(records, "compare-float64")], '3200x3200, "here"')
+        conditions([here, here64], '3200x3200, "here"')
         + f" The seed's figures are those of its README on its own machine and PyTorch, "
         f"as {code(src['imported']['path'])} quoted them in {src['imported']['commit'][:7]}."
     )

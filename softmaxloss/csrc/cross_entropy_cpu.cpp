@@ -211,12 +211,6 @@ C10_ALWAYS_INLINE acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<
   return at::vec::vec_reduce_all<A>([](V& p, V& q) { return p + q; }, v);
 }
 
-// The same, nothing prefetched.
-template <typename T>
-acc_t<T> row_sum_exp(const T* x, int64_t C, acc_t<T> m, acc_t<T>* e) {
-  return row_sum_exp(x, C, m, e, x);
-}
-
 // A row whose max is not finite (a NaN, or an inf logit) has a NaN loss and gradient, as in
 // F.cross_entropy (whose log-softmax is NaN there); its exps are never evaluated.
 template <typename A>

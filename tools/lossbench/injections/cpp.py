@@ -37,7 +37,7 @@ def _second_sum(condition: str) -> str:
     loss is unchanged, the work is not)."""
     return (
         f"      if ({condition})\n"
-        "        log_s += A(0) * row_sum_exp<T>(xp + n * C, C, m, nullptr);\n"
+        "        log_s += A(0) * row_sum_exp<T>(xp + n * C, C, m, nullptr, xp + n * C);\n"
     )
 
 

@@ -306,11 +306,11 @@ class FusedCrossEntropy(torch.autograd.Function):
         M, C = x.shape
         ctx.reduction, ctx.inplace = reduction, inplace
         storage = None
-        if inplace and x.dtype != _compute_dtype(x.dtype):
+        if inplace and x.dtype != (cdt := _compute_dtype(x.dtype)):
             # float16/bfloat16 in place: the math in float32 on a working copy, the gradient
             # written back into the logits' own storage at the end (the C++ Function, which
             # serves the simple case on the CPU, needs no copy)
-            storage, x = x, x.to(_compute_dtype(x.dtype))
+            storage, x = x, x.to(cdt)
         m = x.amax(1, keepdim=True)  # m_n
         grad_target = None
         if t.dtype.is_floating_point:  # class probabilities

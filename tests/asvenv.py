@@ -36,11 +36,12 @@ def _key(config: Path) -> str:
     return hashlib.sha256(config.read_bytes() + sys.version.encode()).hexdigest()[:16]
 
 
-def _copy_checkout(dest: Path) -> None:
+def copy_checkout(dest: Path) -> None:
+    """This checkout's tracked and unignored files (the code under test) into ``dest``."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
         cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
+    ).stdout.splitlines()  # fmt: skip
     for name in files:
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ def template(config: Path = ROOT / "asv.conf.json") -> Path:
         try:
             repo = scratch / "repo"
             repo.mkdir()
-            _copy_checkout(repo)
+            copy_checkout(repo)
             (scratch / "home").mkdir()
             env = {**os.environ, "HOME": str(scratch / "home")}
             subprocess.run(

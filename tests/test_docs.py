@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from gitrepo import git
 
 from lossbench.docs import blocks, imported, measure, pages, prose, renderers
 
@@ -208,17 +209,13 @@ def test_every_record_states_its_conditions():
         assert record["command"].startswith("python -m lossbench "), name
 
 
-def _git(repo, *args):
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-
-
 def test_an_imported_record_is_checked_against_its_source(tmp_path):
     repo = tmp_path / "r"
     repo.mkdir()
-    _git(repo, "init", "-q")
+    git(repo, "init", "-q")
     (repo / "page.md").write_text("intro\n\n| run | time |\n|---|---|\n| a | 12 s |\n")
-    _git(repo, "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "page")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "page")
 
     class Args:
         source, lines, table, value = "HEAD:page.md", "3-5", True, ["time=12 s"]

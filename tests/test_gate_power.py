@@ -39,11 +39,7 @@ pytestmark = [
 def _scratch(tmp_path) -> Path:
     """A git repository with this checkout's files (tracked and untracked, not ignored)."""
     repo = tmp_path / "repo"
-    files = git(ROOT, "ls-files", "-co", "--exclude-standard").splitlines()
-    for name in files:
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
+    asvenv.copy_checkout(repo)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "base")

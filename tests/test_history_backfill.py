@@ -39,25 +39,10 @@ SUBSET = (
 )
 
 
-def copy_checkout(dest: Path) -> None:
-    """This checkout's tracked and unignored files (the code under test) into ``dest``."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-
-
 def scratch_history(repo: Path, commits: int) -> list[str]:
     """A repository on branch main with ``commits`` commits; returns them, oldest first."""
     repo.mkdir()
-    copy_checkout(repo)
+    asvenv.copy_checkout(repo)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "base")

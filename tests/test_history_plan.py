@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from asvenv import copy_checkout
 from gitrepo import git
-from test_history_backfill import copy_checkout
 
 from lossbench import asv_output, config
 from lossbench import history as hist
